@@ -1,1 +1,13 @@
-//! Harness.
+//! The integration-test harness: what every scenario in `tests/tests/` needs
+//! to drive the real, installed binaries on this machine.
+//!
+//! - [`privileged`]: root checks that skip loudly, the test accounts, and
+//!   running the installed `sudospawner` through real sudo as the hub user.
+//!
+//! The privileged scenarios assume `sudoers/install.sh` ran first (the
+//! README's test command, `tests/run`, does that); they check that the
+//! installed helper is the one built from this tree.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod privileged;

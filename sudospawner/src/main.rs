@@ -201,6 +201,12 @@ fn current_account() -> Result<Account, HelperError> {
 }
 
 fn run(log: &Logger) -> Result<HelperResponse, HelperError> {
+    sys::close_inherited_fds().map_err(|e| {
+        HelperError::new(
+            ErrorCode::Internal,
+            format!("cannot close inherited descriptors: {e}"),
+        )
+    })?;
     if getuid().is_root() || nix::unistd::geteuid().is_root() {
         return Err(HelperError::new(
             ErrorCode::RefusedRoot,

@@ -72,6 +72,23 @@ pub fn prepare_server(command: &mut Command, limits: Limits) {
     }
 }
 
+/// Closes every descriptor above stderr that the helper inherited. Called
+/// first in [`crate::run`], before the helper opens anything: whatever the
+/// caller left open (a direct run, or sudo with `closefrom_override` and
+/// `-C`) would otherwise stay open in the monitor, which lives as long as
+/// the server.
+pub fn close_inherited_fds() -> io::Result<()> {
+    // SAFETY: close_range(2) passes no memory. It runs before the helper
+    // opens any descriptor, so no object in this process owns one above
+    // stderr: nothing is left holding a closed descriptor.
+    let rc = unsafe { libc::close_range(3, libc::c_uint::MAX, 0) };
+    if rc == 0 {
+        Ok(())
+    } else {
+        Err(io::Error::last_os_error())
+    }
+}
+
 /// Marks every descriptor above stderr close-on-exec, so the server inherits
 /// none of them whatever the helper's caller left open.
 fn cloexec_above_stderr() -> io::Result<()> {

@@ -3,6 +3,8 @@
 //!
 //! - [`privileged`]: root checks that skip loudly, the test accounts, and
 //!   running the installed `sudospawner` through real sudo as the hub user.
+//! - [`jupyterhub`]: the real JupyterHub 6 from PyPI, run as the hub user,
+//!   for the checks that jhub's parts are drop-ins for JupyterHub's.
 //!
 //! The privileged scenarios assume `sudoers/install.sh` ran first (the
 //! README's test command, `tests/run`, does that); they check that the
@@ -10,4 +12,5 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod jupyterhub;
 pub mod privileged;

@@ -1,0 +1,76 @@
+#!/usr/bin/env bash
+# Installs the reference implementations the compatibility tests and the
+# benchmarks compare jhub against, in world-readable places outside the
+# clone, so that the hub user and the test users can run them:
+#
+#   /opt/jhub-test/venv   JupyterHub 6.1.1 and the Python sudospawner 1.0.0
+#                         mediator, built from Debian's /usr/bin/python3
+#   /opt/jhub-test/chp    configurable-http-proxy 5.3.0 from npm
+#
+# and the load tools the benchmarks use (wrk, nginx, hyperfine). Run as
+# root; safe to run again: what is present at the pinned version is kept.
+set -euo pipefail
+
+say() { printf '==> %s\n' "$*"; }
+die() { printf 'setup-reference.sh: %s\n' "$*" >&2; exit 1; }
+
+[[ $EUID -eq 0 ]] || die "run as root"
+umask 022
+
+BASE=/opt/jhub-test
+VENV=$BASE/venv
+PY_PINS=(jupyterhub==6.1.1 sudospawner==1.0.0)
+CHP_DIR=$BASE/chp
+CHP_VERSION=5.3.0
+PACKAGES=(python3-venv nodejs npm wrk nginx-light hyperfine procps)
+
+missing=()
+for p in "${PACKAGES[@]}"; do
+    # nodejs may come from another source than Debian with npm inside it.
+    case "$p" in
+        nodejs) command -v node >/dev/null && continue ;;
+        npm) command -v npm >/dev/null && continue ;;
+    esac
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    say "installing Debian packages: ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# nginx-light starts a server on port 80 on install; the benchmarks run
+# their own on loopback.
+if command -v systemctl >/dev/null && systemctl is-active -q nginx 2>/dev/null; then
+    systemctl stop nginx || true
+fi
+
+install -d -m 0755 "$BASE"
+
+venv_ok() {
+    [[ -x $VENV/bin/python ]] || return 1
+    local pin
+    for pin in "${PY_PINS[@]}"; do
+        [[ $("$VENV/bin/python" -m pip show "${pin%%==*}" 2>/dev/null | sed -n 's/^Version: //p') == "${pin#*==}" ]] || return 1
+    done
+}
+if venv_ok; then
+    say "reference venv: ${PY_PINS[*]} present in $VENV"
+else
+    say "reference venv: installing ${PY_PINS[*]} into $VENV"
+    /usr/bin/python3 -m venv "$VENV"
+    "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PINS[@]}"
+fi
+chmod -R a+rX "$BASE"
+
+chp=$CHP_DIR/node_modules/.bin/configurable-http-proxy
+if [[ -x $chp ]] && [[ $(node -p "require('$CHP_DIR/node_modules/configurable-http-proxy/package.json').version") == "$CHP_VERSION" ]]; then
+    say "configurable-http-proxy $CHP_VERSION present in $CHP_DIR"
+else
+    say "installing configurable-http-proxy $CHP_VERSION into $CHP_DIR"
+    install -d -m 0755 "$CHP_DIR"
+    npm install --silent --no-audit --no-fund --prefix "$CHP_DIR" "configurable-http-proxy@$CHP_VERSION" >/dev/null
+fi
+chmod -R a+rX "$CHP_DIR"
+"$chp" --version >/dev/null || die "$chp does not run"
+say "reference stack ready: $VENV, $chp"

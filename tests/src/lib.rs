@@ -5,6 +5,9 @@
 //!   running the installed `sudospawner` through real sudo as the hub user.
 //! - [`jupyterhub`]: the real JupyterHub 6 from PyPI, run as the hub user,
 //!   for the checks that jhub's parts are drop-ins for JupyterHub's.
+//! - [`proxy`]: the conformance harness that runs the same scenario against
+//!   the reference configurable-http-proxy and against `jhub-proxy`, with
+//!   in-process HTTP and websocket upstreams; needs no root.
 //!
 //! The privileged scenarios assume `sudoers/install.sh` ran first (the
 //! README's test command, `tests/run`, does that); they check that the
@@ -14,3 +17,4 @@
 
 pub mod jupyterhub;
 pub mod privileged;
+pub mod proxy;

@@ -1,0 +1,290 @@
+#!/usr/bin/env bash
+# Throughput, latency and memory of jhub-proxy next to configurable-http-proxy
+# (CHP 5.3.0), on loopback, in front of the same nginx serving a 1 KiB file:
+#
+#   1. HTTP with one route: wrk -t1 -c50 --latency against nginx directly,
+#      through CHP and through jhub-proxy, interleaved (direct, CHP, jhub,
+#      direct, ...) so that a busy moment hits all three alike; medians of
+#      requests/s and of p50/p99 latency.
+#   2. The same with 10,000 more routes added through the REST API (the time
+#      to add them and to GET the whole table is reported too); requests go
+#      to one of those routes.
+#   3. Websocket round trips/s (and p50/p99) through each, with ws-bench
+#      (tests/src/bin/ws-bench.rs): an echo upstream, 10 connections each
+#      sending a 32-byte message and waiting for its echo.
+#   4. Resident memory (VmRSS) of CHP and jhub-proxy: idle with one route,
+#      after phase 1, with 10,000 routes after phase 2, after phase 3.
+#
+# Usage: bench/proxy.sh   (root or not; needs wrk, nginx, node and CHP from
+# tests/setup-reference.sh, and cargo). Environment: ROUNDS (default 3),
+# DURATION (wrk -d, default 10s), ROUTES (default 10000), WS_SECONDS
+# (default 5), JHUB_PROXY (a jhub-proxy binary to use instead of building
+# the release one). Both proxies run with --log-level warn. Takes about
+# ROUNDS x 5 x DURATION plus a few seconds and the builds: ~3 minutes.
+# Not part of the test suite.
+set -euo pipefail
+
+ROUNDS=${ROUNDS:-3}
+DURATION=${DURATION:-10s}
+ROUTES=${ROUTES:-10000}
+WS_SECONDS=${WS_SECONDS:-5}
+CHP=${CHP:-/opt/jhub-test/chp/node_modules/.bin/configurable-http-proxy}
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd -P)
+
+die() { printf 'proxy.sh: %s\n' "$*" >&2; exit 1; }
+say() { printf '==> %s\n' "$*" >&2; }
+
+[[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS must be a positive integer"
+if [ -d "$HOME/.cargo/bin" ]; then PATH="$HOME/.cargo/bin:$PATH"; fi
+for tool in wrk nginx python3 cargo curl; do
+    command -v "$tool" >/dev/null || die "$tool not found (tests/setup-reference.sh installs wrk and nginx)"
+done
+[[ -x $CHP ]] || die "CHP not found at $CHP: run 'sudo tests/setup-reference.sh'"
+
+target_dir=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
+if [[ -n ${JHUB_PROXY:-} ]]; then
+    JHUB=$JHUB_PROXY
+else
+    say "building jhub-proxy (release)"
+    (cd "$ROOT" && cargo build --release --quiet -p jhub-proxy --bin jhub-proxy)
+    JHUB=$target_dir/release/jhub-proxy
+fi
+say "building ws-bench (release)"
+(cd "$ROOT" && cargo build --release --quiet -p jhub-tests --bin ws-bench)
+WS_BENCH=$target_dir/release/ws-bench
+
+tmp=$(mktemp -d)
+chmod 0755 "$tmp"   # nginx workers may run as nobody when we are root
+pids=()
+cleanup() {
+    local pid
+    for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+    rm -rf "$tmp"
+}
+trap cleanup EXIT
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# Waits (bounded) until URL answers with HTTP 200.
+wait_http() {
+    local url=$1 token=${2:-}
+    for _ in $(seq 1 300); do
+        if [[ $(curl -s -o /dev/null -w '%{http_code}' -H "Authorization: token $token" "$url") == 200 ]]; then
+            return 0
+        fi
+        sleep 0.1
+    done
+    die "$url did not answer"
+}
+
+rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
+
+# --- nginx -----------------------------------------------------------------
+mkdir -p "$tmp/www" "$tmp/nginx"
+head -c 1024 /dev/zero | tr '\0' x >"$tmp/www/1k.bin"
+chmod 0644 "$tmp/www/1k.bin"
+chmod 0755 "$tmp/www"
+NGINX_PORT=$(free_port)
+cat >"$tmp/nginx/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $tmp/nginx/nginx.pid;
+error_log $tmp/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $tmp/nginx/body;
+    proxy_temp_path $tmp/nginx/proxy;
+    fastcgi_temp_path $tmp/nginx/fastcgi;
+    uwsgi_temp_path $tmp/nginx/uwsgi;
+    scgi_temp_path $tmp/nginx/scgi;
+    keepalive_requests 1000000;
+    server {
+        listen 127.0.0.1:$NGINX_PORT;
+        root $tmp/www;
+        # Every path is the 1 KiB file, whatever prefix a route adds.
+        location / { default_type application/octet-stream; try_files /1k.bin =404; }
+    }
+}
+EOF
+nginx -p "$tmp/nginx" -c "$tmp/nginx/nginx.conf" 2>"$tmp/nginx/stderr" &
+pids+=($!)
+wait_http "http://127.0.0.1:$NGINX_PORT/1k.bin"
+NGINX=http://127.0.0.1:$NGINX_PORT
+
+# --- websocket echo upstream ------------------------------------------------
+mkfifo "$tmp/ws-stdin"
+"$WS_BENCH" serve <"$tmp/ws-stdin" >"$tmp/ws-port" &
+pids+=($!)
+exec 9>"$tmp/ws-stdin"   # held open: ws-bench serves until it closes
+for _ in $(seq 1 100); do [[ -s $tmp/ws-port ]] && break; sleep 0.05; done
+WS_PORT=$(head -n1 "$tmp/ws-port")
+[[ -n $WS_PORT ]] || die "ws-bench serve did not start"
+
+# --- the two proxies --------------------------------------------------------
+TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
+declare -A PROXY_PORT API_PORT PID
+start_proxy() {
+    local name=$1 binary=$2
+    PROXY_PORT[$name]=$(free_port)
+    API_PORT[$name]=$(free_port)
+    CONFIGPROXY_AUTH_TOKEN=$TOKEN "$binary" --ip 127.0.0.1 --port "${PROXY_PORT[$name]}" \
+        --api-ip 127.0.0.1 --api-port "${API_PORT[$name]}" --log-level warn \
+        >"$tmp/$name.log" 2>&1 &
+    PID[$name]=$!
+    pids+=("${PID[$name]}")
+    wait_http "http://127.0.0.1:${API_PORT[$name]}/api/routes" "$TOKEN"
+}
+add_route() {
+    local name=$1 path=$2 target=$3
+    local code
+    code=$(curl -s -o /dev/null -w '%{http_code}' -X POST -H "Authorization: token $TOKEN" \
+        -d "{\"target\": \"$target\"}" "http://127.0.0.1:${API_PORT[$name]}/api/routes$path")
+    [[ $code == 201 ]] || die "$name: POST /api/routes$path answered $code"
+}
+say "starting CHP and jhub-proxy"
+start_proxy chp "$CHP"
+start_proxy jhub "$JHUB"
+for name in chp jhub; do
+    add_route "$name" / "$NGINX"
+    add_route "$name" /ws "http://127.0.0.1:$WS_PORT"
+done
+declare -A RSS_IDLE RSS_LOAD RSS_ROUTES RSS_WS
+for name in chp jhub; do RSS_IDLE[$name]=$(rss_mib "${PID[$name]}"); done
+
+# --- wrk --------------------------------------------------------------------
+# Prints "requests/s p50_ms p99_ms" for one wrk run.
+wrk_once() {
+    wrk -t1 -c50 -d"$DURATION" --latency "$1" | awk '
+        function ms(v) {
+            if (v ~ /us$/) return substr(v, 1, length(v) - 2) / 1000
+            if (v ~ /ms$/) return substr(v, 1, length(v) - 2) + 0
+            if (v ~ /s$/) return substr(v, 1, length(v) - 1) * 1000
+            return v + 0
+        }
+        $1 == "50%" { p50 = ms($2) }
+        $1 == "99%" { p99 = ms($2) }
+        $1 == "Requests/sec:" { rps = $2 }
+        $1 == "Non-2xx" { bad = $NF }
+        END {
+            if (bad > 0) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 }
+            printf "%.0f %.3f %.3f\n", rps, p50, p99
+        }'
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+declare -A RESULT
+# run_phase PHASE PATH TARGETS...: ROUNDS interleaved wrk runs per target.
+run_phase() {
+    local phase=$1 path=$2
+    shift 2
+    local round target url
+    for round in $(seq 1 "$ROUNDS"); do
+        for target in "$@"; do
+            case $target in
+                direct) url=$NGINX$path ;;
+                *) url=http://127.0.0.1:${PROXY_PORT[$target]}$path ;;
+            esac
+            say "$phase: round $round/$ROUNDS: $target"
+            wrk_once "$url" >>"$tmp/wrk.$phase.$target" || die "wrk through $target failed"
+        done
+    done
+    for target in "$@"; do
+        RESULT[$phase.$target.rps]=$(cut -d' ' -f1 "$tmp/wrk.$phase.$target" | median)
+        RESULT[$phase.$target.p50]=$(cut -d' ' -f2 "$tmp/wrk.$phase.$target" | median)
+        RESULT[$phase.$target.p99]=$(cut -d' ' -f3 "$tmp/wrk.$phase.$target" | median)
+    done
+}
+
+# Warm-up, not counted: node's JIT, connection pools, page cache.
+for url in "$NGINX/1k.bin" "http://127.0.0.1:${PROXY_PORT[chp]}/1k.bin" "http://127.0.0.1:${PROXY_PORT[jhub]}/1k.bin"; do
+    say "warm-up: $url"
+    wrk -t1 -c50 -d3s "$url" >/dev/null
+done
+run_phase one /1k.bin direct chp jhub
+for name in chp jhub; do RSS_LOAD[$name]=$(rss_mib "${PID[$name]}"); done
+
+# --- 10,000 routes -----------------------------------------------------------
+# Adds ROUTES routes /user/bench-N on one keep-alive connection, one POST after
+# the other as a hub does; prints the seconds it took.
+add_many() {
+    python3 - "${API_PORT[$1]}" "$TOKEN" "$ROUTES" "$NGINX" <<'EOF'
+import http.client, json, sys, time
+port, token, n, target = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+headers = {"Authorization": "token " + token, "Content-Type": "application/json"}
+start = time.monotonic()
+for i in range(n):
+    conn.request("POST", "/api/routes/user/bench-%d" % i, json.dumps({"target": target, "user": "bench-%d" % i}), headers)
+    r = conn.getresponse()
+    r.read()
+    if r.status != 201:
+        sys.exit("POST answered %d" % r.status)
+print("%.2f" % (time.monotonic() - start))
+EOF
+}
+# Prints the milliseconds one GET /api/routes takes (median of 5).
+get_all_ms() {
+    python3 - "${API_PORT[$1]}" "$TOKEN" <<'EOF'
+import http.client, sys, time
+port, token = int(sys.argv[1]), sys.argv[2]
+times = []
+for _ in range(5):
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    start = time.monotonic()
+    conn.request("GET", "/api/routes", headers={"Authorization": "token " + token})
+    r = conn.getresponse()
+    body = r.read()
+    times.append((time.monotonic() - start) * 1000)
+    if r.status != 200:
+        sys.exit("GET answered %d" % r.status)
+times.sort()
+print("%.1f" % times[2])
+EOF
+}
+declare -A ADD_S GET_MS
+for name in chp jhub; do
+    say "adding $ROUTES routes to $name"
+    ADD_S[$name]=$(add_many "$name")
+    GET_MS[$name]=$(get_all_ms "$name")
+done
+run_phase many "/user/bench-$((ROUTES / 2))/x" chp jhub
+for name in chp jhub; do RSS_ROUTES[$name]=$(rss_mib "${PID[$name]}"); done
+
+# --- websockets --------------------------------------------------------------
+declare -A WS
+for target in direct chp jhub; do
+    case $target in
+        direct) url=ws://127.0.0.1:$WS_PORT/ws/bench ;;
+        *) url=ws://127.0.0.1:${PROXY_PORT[$target]}/ws/bench ;;
+    esac
+    say "websocket round trips: $target"
+    WS[$target]=$("$WS_BENCH" run "$url" 10 "$WS_SECONDS") || die "ws-bench through $target failed"
+done
+for name in chp jhub; do RSS_WS[$name]=$(rss_mib "${PID[$name]}"); done
+
+# --- the table ---------------------------------------------------------------
+row() { printf '%-44s %14s %14s %14s\n' "$@"; }
+echo
+echo "loopback, nginx 1 KiB file, wrk -t1 -c50 -d$DURATION, median of $ROUNDS interleaved rounds; $(nproc) CPUs"
+row "" direct CHP jhub-proxy
+row "1 route: requests/s" "${RESULT[one.direct.rps]}" "${RESULT[one.chp.rps]}" "${RESULT[one.jhub.rps]}"
+row "1 route: p50 latency (ms)" "${RESULT[one.direct.p50]}" "${RESULT[one.chp.p50]}" "${RESULT[one.jhub.p50]}"
+row "1 route: p99 latency (ms)" "${RESULT[one.direct.p99]}" "${RESULT[one.chp.p99]}" "${RESULT[one.jhub.p99]}"
+row "add $ROUTES routes, one by one (s)" - "${ADD_S[chp]}" "${ADD_S[jhub]}"
+row "GET /api/routes with $ROUTES (ms)" - "${GET_MS[chp]}" "${GET_MS[jhub]}"
+row "$ROUTES routes: requests/s" - "${RESULT[many.chp.rps]}" "${RESULT[many.jhub.rps]}"
+row "$ROUTES routes: p50 latency (ms)" - "${RESULT[many.chp.p50]}" "${RESULT[many.jhub.p50]}"
+row "$ROUTES routes: p99 latency (ms)" - "${RESULT[many.chp.p99]}" "${RESULT[many.jhub.p99]}"
+read -r ws_d_rt ws_d_p50 ws_d_p99 <<<"${WS[direct]}"
+read -r ws_c_rt ws_c_p50 ws_c_p99 <<<"${WS[chp]}"
+read -r ws_j_rt ws_j_p50 ws_j_p99 <<<"${WS[jhub]}"
+row "websocket round trips/s (10 conns)" "$ws_d_rt" "$ws_c_rt" "$ws_j_rt"
+row "websocket p50 / p99 (us)" "$ws_d_p50/$ws_d_p99" "$ws_c_p50/$ws_c_p99" "$ws_j_p50/$ws_j_p99"
+row "VmRSS idle, 2 routes (MiB)" - "${RSS_IDLE[chp]}" "${RSS_IDLE[jhub]}"
+row "VmRSS after HTTP load (MiB)" - "${RSS_LOAD[chp]}" "${RSS_LOAD[jhub]}"
+row "VmRSS with $ROUTES routes, after load (MiB)" - "${RSS_ROUTES[chp]}" "${RSS_ROUTES[jhub]}"
+row "VmRSS after websockets (MiB)" - "${RSS_WS[chp]}" "${RSS_WS[jhub]}"

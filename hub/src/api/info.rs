@@ -1,0 +1,73 @@
+//! `/` (the API version), `/info` and `/shutdown`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::{Value, json};
+
+use super::JsonBody;
+use crate::app::AppState;
+use crate::auth::Requester;
+use crate::error::{ApiError, ApiResult};
+
+/// The JupyterHub REST API version this hub speaks.
+pub const API_VERSION: &str = "6.1.1";
+
+/// `GET /hub/api/`: the version; no authentication, any origin.
+pub async fn root() -> Response {
+    (
+        [(header::ACCESS_CONTROL_ALLOW_ORIGIN, "*")],
+        Json(json!({"version": API_VERSION})),
+    )
+        .into_response()
+}
+
+/// `GET /hub/api/info`.
+pub async fn info(State(st): State<AppState>, req: Requester) -> ApiResult<Json<Value>> {
+    req.need(&st, &["read:hub"], None).await?;
+    let authenticator = match st.config.hub.authenticator_class {
+        crate::config::AuthenticatorClass::Pam => "jhub.auth.PAMAuthenticator",
+        crate::config::AuthenticatorClass::Native => "jhub.auth.NativeAuthenticator",
+        crate::config::AuthenticatorClass::Dummy => "jhub.auth.DummyAuthenticator",
+    };
+    let exe = std::env::current_exe()
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
+    Ok(Json(json!({
+        "version": API_VERSION,
+        "jhub_version": env!("CARGO_PKG_VERSION"),
+        "python": null,
+        "sys_executable": exe,
+        "spawner": {"class": "jhub.spawner.SudoSpawner", "version": env!("CARGO_PKG_VERSION")},
+        "authenticator": {"class": authenticator, "version": env!("CARGO_PKG_VERSION")},
+    })))
+}
+
+/// `POST /hub/api/shutdown`: answers 202, then the hub stops. Servers
+/// keep running either way (this version starts none).
+pub async fn shutdown(
+    State(st): State<AppState>,
+    req: Requester,
+    JsonBody(body): JsonBody,
+) -> ApiResult<Response> {
+    req.need(&st, &["shutdown"], None).await?;
+    if let Some(Value::Object(m)) = &body {
+        for key in ["proxy", "servers"] {
+            if let Some(v) = m.get(key) {
+                if !v.is_boolean() {
+                    return Err(ApiError::bad_request(format!(
+                        "{key} must be true or false, got {v}"
+                    )));
+                }
+            }
+        }
+    }
+    tracing::info!(by = %req.principal.name(), "shutdown requested through the API");
+    st.request_shutdown();
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"message": "Shutting down Hub"})),
+    )
+        .into_response())
+}

@@ -1,0 +1,61 @@
+//! Everything SQLite-specific: opening the file (WAL, foreign keys, busy
+//! timeout), and the backup `jhub upgrade-db` takes before migrating. The
+//! rest of [`crate::db`] uses SQL that PostgreSQL accepts too.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use super::DbError;
+
+/// The connection pool type of this back end.
+pub type Pool = sqlx::SqlitePool;
+
+/// Opens (creating if needed) the SQLite database at `path`.
+pub async fn connect(path: &Path) -> Result<Pool, DbError> {
+    if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| DbError::Open(format!("{}: {e}", dir.display())))?;
+    }
+    let options = SqliteConnectOptions::from_str("sqlite:")
+        .map_err(DbError::Sqlx)?
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(10));
+    SqlitePoolOptions::new()
+        .max_connections(8)
+        .connect_with(options)
+        .await
+        .map_err(|e| DbError::Open(format!("{}: {e}", path.display())))
+}
+
+/// Copies the database to `<file>.bak-<UTC timestamp>` (a consistent copy,
+/// WAL included) and returns the copy's path.
+pub async fn backup(pool: &Pool, path: &Path) -> Result<PathBuf, DbError> {
+    let stamp = time::OffsetDateTime::now_utc()
+        .format(time::macros::format_description!(
+            "[year]-[month]-[day]-[hour][minute][second]"
+        ))
+        .map_err(|e| DbError::Open(e.to_string()))?;
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".bak-{stamp}"));
+    let target = PathBuf::from(name);
+    sqlx::query("VACUUM INTO $1")
+        .bind(target.to_string_lossy().into_owned())
+        .execute(pool)
+        .await?;
+    Ok(target)
+}
+
+/// Whether the database has any tables (a new file has none).
+pub async fn has_tables(pool: &Pool) -> Result<bool, DbError> {
+    let n: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM sqlite_master WHERE type = 'table'")
+        .fetch_one(pool)
+        .await?;
+    Ok(n.0 > 0)
+}

@@ -1,0 +1,138 @@
+//! `jhub`: a multi-user Jupyter hub, JupyterHub-compatible, that runs as
+//! an unprivileged account and starts users' servers only through the
+//! `sudospawner` helper.
+//!
+//! This crate holds the hub; `src/main.rs` is only the command line.
+//! Modules by concept:
+//!
+//! - [`config`]: the TOML configuration (JupyterHub's traitlet names) and
+//!   its command-line overrides;
+//! - [`secret`]: the cookie secret;
+//! - [`names`]: the username rule;
+//! - [`scopes`]: roles and scopes, as JupyterHub 6 defines them;
+//! - [`db`]: the database (SQLite now, PostgreSQL through the same SQL
+//!   later);
+//! - [`auth`]: API tokens and access checks;
+//! - [`api`]: the REST API under `/hub/api`;
+//! - [`app`]: shared state, the router, and start-up from configuration;
+//! - [`proxy_client`], [`metrics`], [`error`].
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod error;
+pub mod metrics;
+pub mod names;
+pub mod proxy_client;
+pub mod scopes;
+pub mod secret;
+
+use std::future::Future;
+
+use tokio::net::TcpListener;
+
+use crate::app::AppState;
+use crate::config::Loaded;
+use crate::db::{Db, DbUrl};
+
+/// Why the hub stopped with an error.
+#[derive(Debug, thiserror::Error)]
+pub enum HubError {
+    /// Start-up failed.
+    #[error("{0}")]
+    Startup(String),
+    /// Serving failed.
+    #[error("server error: {0}")]
+    Serve(#[from] std::io::Error),
+}
+
+/// Opens the database and applies the configuration to it.
+pub async fn open_database(loaded: &Loaded, upgrade: bool) -> Result<Db, HubError> {
+    let url = DbUrl::parse(&loaded.config.hub.db_url).map_err(HubError::Startup)?;
+    let db = Db::open(&url, upgrade)
+        .await
+        .map_err(|e| HubError::Startup(e.to_string()))?;
+    app::init_from_config(&db, &loaded.config, &loaded.secrets)
+        .await
+        .map_err(|e| HubError::Startup(e.to_string()))?;
+    Ok(db)
+}
+
+/// Runs the hub on `hub.hub_bind_url` until SIGINT, SIGTERM or
+/// `POST /hub/api/shutdown`.
+pub async fn run(loaded: Loaded) -> Result<(), HubError> {
+    let addr = config::bind_addr(&loaded.config.hub.hub_bind_url).map_err(HubError::Startup)?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|e| HubError::Startup(format!("cannot listen on {addr}: {e}")))?;
+    run_with_listener(loaded, listener, shutdown_signal()).await
+}
+
+/// Runs the hub on `listener` until `shutdown` completes or the API asks
+/// it to stop.
+pub async fn run_with_listener(
+    loaded: Loaded,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), HubError> {
+    secret::load_cookie_secret(
+        loaded.secrets.cookie_secret_env.as_ref(),
+        &loaded.config.hub.cookie_secret_file,
+    )
+    .map_err(|e| HubError::Startup(e.to_string()))?;
+    let db = open_database(&loaded, false).await?;
+    let (state, mut stop) = AppState::new(db.clone(), loaded.config.clone(), &loaded.secrets);
+
+    let proxy_state = state.clone();
+    tokio::spawn(async move {
+        match proxy_state.sync_proxy().await {
+            Ok(()) => tracing::info!("proxy routes are in place"),
+            Err(e) => {
+                if proxy_state.config.proxy.should_start {
+                    tracing::warn!(error = %e, "proxy not reachable (starting it is not supported by this version yet)");
+                } else {
+                    tracing::warn!(error = %e, "proxy not reachable; routes will be added by POST /hub/api/proxy");
+                }
+            }
+        }
+    });
+
+    let local = listener.local_addr()?;
+    tracing::info!(address = %local, "hub is running; API at http://{local}/hub/api");
+    let app = app::router(state);
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async move {
+            tokio::select! {
+                () = shutdown => {},
+                _ = stop.wait_for(|s| *s) => {},
+            }
+            tracing::info!("shutting down");
+        })
+        .await?;
+    db.close().await;
+    Ok(())
+}
+
+/// Completes on SIGINT or SIGTERM.
+pub async fn shutdown_signal() {
+    let ctrl_c = async {
+        if tokio::signal::ctrl_c().await.is_err() {
+            std::future::pending::<()>().await;
+        }
+    };
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    tokio::select! {
+        () = ctrl_c => {},
+        () = term => {},
+    }
+}

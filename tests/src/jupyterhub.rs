@@ -228,6 +228,13 @@ c.JupyterHub.load_roles = [
         hub
     }
 
+    /// The pid the proxy wrote to its `--pid-file`, once it has.
+    pub fn proxy_pid(&self) -> Option<i32> {
+        fs::read_to_string(self.dir.join("proxy.pid"))
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    }
+
     /// The hub's log (its stdout and stderr, with the proxy's and the
     /// helper's stderr, which it relays).
     pub fn log(&self) -> String {

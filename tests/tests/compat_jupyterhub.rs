@@ -1,19 +1,33 @@
-//! Our `sudospawner` as a drop-in for the Python mediator: the real
-//! JupyterHub 6.1.1 with `sudospawner.SudoSpawner` (PyPI `sudospawner`
-//! 1.0.0), `c.SudoSpawner.sudospawner_path` set to our installed helper, and
-//! the real configurable-http-proxy, starts a real `jupyterhub-singleuser`
-//! (the installed `/etc/jhub/sudospawner.toml` names it) for a test user,
-//! reaches it through the proxy, and stops it without leaving a process of
-//! that user behind.
+//! jhub's parts as drop-ins for JupyterHub's, with the real JupyterHub
+//! 6.1.1 and `sudospawner.SudoSpawner` (PyPI `sudospawner` 1.0.0):
+//!
+//! - our `sudospawner` in place of the Python mediator
+//!   (`c.SudoSpawner.sudospawner_path` set to our installed helper): it
+//!   starts a real `jupyterhub-singleuser` (the installed
+//!   `/etc/jhub/sudospawner.toml` names it) for a test user, and the hub
+//!   stops it without leaving a process of that user behind;
+//! - our `jhub-proxy` in place of configurable-http-proxy
+//!   (`c.ConfigurableHTTPProxy.command`): the hub starts it with its usual
+//!   flags, its login page and the user's server (HTTP and a kernel's
+//!   websocket) are reached through it.
+//!
+//! The same scenario runs with the real configurable-http-proxy, so what
+//! it checks is what JupyterHub users get today.
 
+use std::net::TcpStream;
 use std::time::Duration;
 
-use jhub_tests::jupyterhub::{HubOptions, RealHub};
+use jhub_tests::jupyterhub::{CHP_COMMAND, HubOptions, RealHub};
 use jhub_tests::privileged::{
-    ALICE, claim_user, eventually, installed_config, live_processes, proc_cmdline, proc_status,
-    require_root, setup, uid_of,
+    ALICE, claim_user, eventually, installed_config, live_processes, patience, proc_cmdline,
+    proc_status, require_root, setup, uid_of,
 };
-use serde_json::json;
+use serde_json::{Value, json};
+use tungstenite::Message;
+use tungstenite::client::IntoClientRequest;
+
+/// The installed proxy (sudoers/install.sh puts it there).
+const JHUB_PROXY: &str = "/usr/local/bin/jhub-proxy";
 
 #[test]
 fn jupyterhub_spawns_and_stops_a_real_server_through_our_helper() {
@@ -23,13 +37,52 @@ fn jupyterhub_spawns_and_stops_a_real_server_through_our_helper() {
     ) {
         return;
     }
+    spawn_reach_stop(CHP_COMMAND, "node");
+}
+
+#[test]
+fn jupyterhub_routes_through_jhub_proxy() {
+    if !require_root(
+        "jupyterhub_routes_through_jhub_proxy",
+        "that the real JupyterHub runs jhub-proxy as its proxy: login page, a user's server and a kernel websocket through it",
+    ) {
+        return;
+    }
+    spawn_reach_stop(JHUB_PROXY, "jhub-proxy");
+}
+
+/// Runs JupyterHub with `proxy` as `c.ConfigurableHTTPProxy.command`
+/// and checks, through it: the login page, a spawned server's API and
+/// JupyterLab page, a kernel's websocket, and a clean stop.
+fn spawn_reach_stop(proxy: &str, proxy_process: &str) {
     setup();
     let _config = installed_config();
     let _alice = claim_user(ALICE);
     let before = live_processes(ALICE);
 
-    let hub = RealHub::start(&HubOptions::default());
+    let hub = RealHub::start(&HubOptions {
+        proxy_command: vec![proxy.to_owned()],
+        ..HubOptions::default()
+    });
 
+    // The proxy that answers is the one configured.
+    let pid = eventually("the proxy writes its pid file", || hub.proxy_pid());
+    let cmdline = proc_cmdline(pid).unwrap_or_default();
+    assert!(
+        cmdline
+            .first()
+            .is_some_and(|exe| exe.ends_with(proxy_process)),
+        "the proxy process {pid} is {cmdline:?}, not {proxy_process}"
+    );
+
+    // The login page, served by the hub through the proxy.
+    let login = hub.call("GET", "/hub/login", None);
+    assert_eq!(login.status, 200, "GET /hub/login: {}", login.body);
+    assert!(
+        login.body.contains("<form") && login.body.contains("password"),
+        "/hub/login is not JupyterHub's login form:\n{}",
+        login.body
+    );
     let created = hub.call("POST", &format!("/hub/api/users/{ALICE}"), None);
     assert!(
         created.status == 201 || created.status == 409,
@@ -95,6 +148,20 @@ fn jupyterhub_spawns_and_stops_a_real_server_through_our_helper() {
         "{url}lab is not JupyterLab's page"
     );
 
+    // A kernel, and its websocket through the proxy.
+    let kernel = hub.call("POST", &format!("{url}api/kernels"), Some(&json!({})));
+    assert_eq!(kernel.status, 201, "starting a kernel: {}", kernel.body);
+    let kernel_id = kernel.json()["id"].as_str().expect("kernel id").to_owned();
+    let reply = kernel_info(&hub, &format!("{url}api/kernels/{kernel_id}/channels"));
+    assert_eq!(
+        reply["content"]["status"], "ok",
+        "kernel_info_reply through the proxy: {reply}"
+    );
+    assert_eq!(
+        reply["content"]["language_info"]["name"], "python",
+        "kernel_info_reply through the proxy: {reply}"
+    );
+
     // Stopping it through JupyterHub ends every process the server had.
     let stop = hub.call("DELETE", &format!("/hub/api/users/{ALICE}/server"), None);
     assert!(
@@ -127,4 +194,59 @@ fn jupyterhub_spawns_and_stops_a_real_server_through_our_helper() {
         !log.contains("Traceback"),
         "the hub logged a Python traceback:\n{log}"
     );
+}
+
+/// Sends `kernel_info_request` on a kernel's websocket through the proxy
+/// (Jupyter's JSON websocket protocol) and returns the reply.
+fn kernel_info(hub: &RealHub, path: &str) -> Value {
+    let addr = hub.public_url.trim_start_matches("http://");
+    let mut request = format!("ws://{addr}{path}")
+        .into_client_request()
+        .expect("websocket request");
+    request.headers_mut().insert(
+        "Authorization",
+        format!("token {}", hub.token).parse().expect("header"),
+    );
+    let stream = TcpStream::connect(addr).expect("connect to the proxy");
+    stream
+        .set_read_timeout(Some(patience().max(Duration::from_secs(30))))
+        .expect("timeout");
+    let (mut ws, _) = tungstenite::client(request, stream)
+        .unwrap_or_else(|e| panic!("websocket {path} through the proxy: {e}\n{}", hub.log()));
+    let msg_id = "jhub-test-kernel-info";
+    let request = json!({
+        "channel": "shell",
+        "header": {
+            "msg_id": msg_id,
+            "msg_type": "kernel_info_request",
+            "session": "jhub-test",
+            "username": ALICE,
+            "date": "2026-01-01T00:00:00Z",
+            "version": "5.3",
+        },
+        "parent_header": {},
+        "metadata": {},
+        "content": {},
+        "buffers": [],
+    });
+    ws.send(Message::text(request.to_string()))
+        .expect("send kernel_info_request");
+    // Status and iopub messages come too; bounded by the read timeout and
+    // a message count.
+    for _ in 0..200 {
+        match ws.read() {
+            Ok(Message::Text(text)) => {
+                let message: Value = serde_json::from_str(text.as_str()).expect("kernel message");
+                if message["msg_type"] == "kernel_info_reply"
+                    && message["parent_header"]["msg_id"] == msg_id
+                {
+                    let _ = ws.close(None);
+                    return message;
+                }
+            }
+            Ok(_) => {}
+            Err(e) => panic!("reading the kernel websocket: {e}\n{}", hub.log()),
+        }
+    }
+    panic!("no kernel_info_reply in 200 messages");
 }

@@ -14,6 +14,8 @@ use axum::routing::get;
 use tokio::sync::watch;
 
 use crate::api;
+use crate::auth::allow::AllowRules;
+use crate::auth::authenticator::{self, AuthenticatorHandle, BuildError};
 use crate::auth::{RequestUser, Requester, tokens};
 use crate::config::{Config, Secrets};
 use crate::db::{Bearer, Db, DbError, NewToken, TokenOwner};
@@ -22,6 +24,7 @@ use crate::metrics::Metrics;
 use crate::names;
 use crate::proxy_client::{ProxyClient, ProxyError};
 use crate::scopes::BUILTIN_ROLES;
+use crate::session::SessionKeys;
 
 /// The note on tokens that come from the configuration.
 pub const CONFIG_TOKEN_NOTE: &str = "from config";
@@ -39,6 +42,12 @@ pub struct Inner {
     pub metrics: Metrics,
     /// The hub's URL as the proxy should reach it.
     pub hub_url: String,
+    /// The authenticator `hub.authenticator_class` chose.
+    pub authenticator: AuthenticatorHandle,
+    /// The allow and block rules of `[authenticator]`.
+    pub allow: AllowRules,
+    /// The keys of browser sessions (from the cookie secret).
+    pub sessions: SessionKeys,
     shutdown: watch::Sender<bool>,
 }
 
@@ -54,9 +63,21 @@ impl Deref for AppState {
 }
 
 impl AppState {
-    /// State over an opened database.
-    pub fn new(db: Db, config: Config, secrets: &Secrets) -> (Self, watch::Receiver<bool>) {
+    /// State over an opened database, with the authenticator the
+    /// configuration names and session keys from `cookie_secret`.
+    pub fn new(
+        db: Db,
+        config: Config,
+        secrets: &Secrets,
+        cookie_secret: &[u8],
+    ) -> Result<(Self, watch::Receiver<bool>), BuildError> {
         let (tx, rx) = watch::channel(false);
+        let authenticator = AuthenticatorHandle(authenticator::build(&config, secrets, &db)?);
+        let allow = AllowRules::from_config(&config);
+        let secure = config.hub.bind_url.starts_with("https://");
+        // days to seconds; validated to (0, 3650] at load
+        let max_age = (config.hub.cookie_max_age_days * 86_400.0) as i64;
+        let sessions = SessionKeys::new(cookie_secret, secure, max_age);
         let hub_url = origin(
             config
                 .hub
@@ -71,9 +92,12 @@ impl AppState {
             proxy,
             metrics: Metrics::default(),
             hub_url,
+            authenticator,
+            allow,
+            sessions,
             shutdown: tx,
         };
-        (Self(Arc::new(inner)), rx)
+        Ok((Self(Arc::new(inner)), rx))
     }
 
     /// Asks the hub to stop (after answering in-flight requests).
@@ -294,15 +318,23 @@ pub fn router(st: AppState) -> Router {
             "/authorizations/token/{token}",
             get(api::tokens::authorization),
         )
+        .route(
+            "/authorizations/token",
+            post(api::tokens::removed_token_request),
+        )
         .route("/proxy", get(api::proxy::get).post(api::proxy::sync))
         .route("/shutdown", post(api::info::shutdown))
         .fallback(|| async { ApiError::not_found_plain() })
         .method_not_allowed_fallback(|| async {
             error_response(StatusCode::METHOD_NOT_ALLOWED, "Method Not Allowed")
-        });
+        })
+        .layer(axum::middleware::from_fn(api::buffer_body))
+        .layer(axum::middleware::map_response(crate::error::json_errors));
+    let pages = crate::pages::router(&st);
     Router::new()
         .route("/hub/api/", get(api::info::root))
         .nest("/hub/api", api)
+        .merge(pages)
         .route("/hub/health", get(health))
         .route("/hub/metrics", get(metrics))
         .layer(axum::middleware::from_fn_with_state(

@@ -133,6 +133,8 @@ pub struct HubConfig {
     pub activity_resolution: u64,
     /// Whether `/hub/metrics` needs a token with `read:metrics`.
     pub authenticate_prometheus: bool,
+    /// How long a browser login lasts, in days.
+    pub cookie_max_age_days: f64,
 }
 
 impl Default for HubConfig {
@@ -154,11 +156,13 @@ impl Default for HubConfig {
             token_expires_in_max_seconds: 0,
             activity_resolution: 30,
             authenticate_prometheus: true,
+            cookie_max_age_days: 14.0,
         }
     }
 }
 
-/// `[authenticator]`.
+/// `[authenticator]`: `c.Authenticator.*`, the dummy authenticator's
+/// password, and `c.NativeAuthenticator.*` (same names and defaults).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct AuthenticatorConfig {
@@ -172,6 +176,32 @@ pub struct AuthenticatorConfig {
     pub password: Option<Secret>,
     /// A file holding the dummy authenticator's password.
     pub password_file: Option<PathBuf>,
+    /// Whether everyone who authenticates may log in (unset: JupyterHub's
+    /// default for the class; see [`crate::auth::allow`]).
+    pub allow_all: Option<bool>,
+    /// Whether users already in the database may log in (unset: on when
+    /// `allowed_users` is non-empty).
+    pub allow_existing_users: Option<bool>,
+    /// Users who may never log in.
+    pub blocked_users: Vec<String>,
+    /// PAM: the service name, i.e. the file under `/etc/pam.d/` that
+    /// configures logins (`c.PAMAuthenticator.service`).
+    pub service: String,
+    /// Native: whether `/hub/signup` accepts new accounts.
+    pub enable_signup: bool,
+    /// Native: whether new accounts may log in without an admin's approval.
+    pub open_signup: bool,
+    /// Native: the fewest characters a password may have.
+    pub minimum_password_length: u32,
+    /// Native: whether passwords on the bundled list of common passwords
+    /// are refused.
+    pub check_common_password: bool,
+    /// Native: failed logins after which an account is locked (0: never).
+    pub allowed_failed_logins: u32,
+    /// Native: how long a locked account stays locked, in seconds.
+    pub seconds_before_next_try: u64,
+    /// Native: whether the signup form asks for an email address.
+    pub ask_email_on_signup: bool,
 }
 
 impl Default for AuthenticatorConfig {
@@ -182,6 +212,17 @@ impl Default for AuthenticatorConfig {
             allowed_groups: vec!["jupyterhub-users".into()],
             password: None,
             password_file: None,
+            allow_all: None,
+            allow_existing_users: None,
+            blocked_users: Vec::new(),
+            service: "login".into(),
+            enable_signup: true,
+            open_signup: false,
+            minimum_password_length: 1,
+            check_common_password: false,
+            allowed_failed_logins: 0,
+            seconds_before_next_try: 600,
+            ask_email_on_signup: false,
         }
     }
 }
@@ -645,11 +686,35 @@ impl Config {
                  authenticator.password_file); it is for tests only",
             ));
         }
+        let max_age = self.hub.cookie_max_age_days;
+        if !max_age.is_finite() || max_age <= 0.0 || max_age > 3650.0 {
+            return Err(key_error(
+                "hub.cookie_max_age_days",
+                "expected a number of days greater than 0 and at most 3650",
+            ));
+        }
+        let service = &self.authenticator.service;
+        if service.is_empty()
+            || !service
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_.".contains(&b))
+            || service.starts_with('.')
+        {
+            return Err(key_error(
+                "authenticator.service",
+                "expected a PAM service name (a file name under /etc/pam.d: ASCII letters, \
+                 digits, '-', '_' and '.')",
+            ));
+        }
         for (key, list) in [
             ("authenticator.admin_users", &self.authenticator.admin_users),
             (
                 "authenticator.allowed_users",
                 &self.authenticator.allowed_users,
+            ),
+            (
+                "authenticator.blocked_users",
+                &self.authenticator.blocked_users,
             ),
         ] {
             for name in list {
@@ -870,6 +935,74 @@ mod tests {
         assert!(e.contains("hub.nope"), "{e}");
         let e = load("", &["--proxy.auth_token=x"]).unwrap_err().to_string();
         assert!(e.contains("secrets"), "{e}");
+    }
+
+    #[test]
+    fn native_keys_have_nativeauthenticator_defaults_and_flags() {
+        let a = load("", &[]).unwrap().config.authenticator;
+        assert!(a.enable_signup && !a.open_signup && !a.check_common_password);
+        assert!(!a.ask_email_on_signup);
+        assert_eq!(a.minimum_password_length, 1);
+        assert_eq!(a.allowed_failed_logins, 0);
+        assert_eq!(a.seconds_before_next_try, 600);
+        let a = load(
+            "[authenticator]\nopen_signup = true\nminimum_password_length = 8\n",
+            &[
+                "--authenticator.allowed_failed_logins=3",
+                "--authenticator.seconds_before_next_try=2",
+                "--authenticator.check_common_password=true",
+                "--authenticator.enable_signup=false",
+                "--authenticator.ask_email_on_signup=true",
+                "--authenticator.minimum_password_length=10",
+            ],
+        )
+        .unwrap()
+        .config
+        .authenticator;
+        assert!(a.open_signup && a.check_common_password && a.ask_email_on_signup);
+        assert!(!a.enable_signup);
+        assert_eq!(a.minimum_password_length, 10);
+        assert_eq!(a.allowed_failed_logins, 3);
+        assert_eq!(a.seconds_before_next_try, 2);
+    }
+
+    #[test]
+    fn login_keys_defaults_flags_and_checks() {
+        let c = load("", &[]).unwrap().config;
+        assert_eq!(c.authenticator.service, "login");
+        assert_eq!(c.authenticator.allow_all, None);
+        assert_eq!(c.authenticator.allow_existing_users, None);
+        assert!(c.authenticator.blocked_users.is_empty());
+        assert_eq!(c.hub.cookie_max_age_days, 14.0);
+        let c = load(
+            "[authenticator]\nservice = \"jupyterhub\"\n",
+            &[
+                "--authenticator.service=other-login",
+                "--authenticator.allow_all=true",
+                "--authenticator.blocked_users=[\"jhtest-x\"]",
+                "--hub.cookie_max_age_days=0.5",
+            ],
+        )
+        .unwrap()
+        .config;
+        assert_eq!(c.authenticator.service, "other-login");
+        assert_eq!(c.authenticator.allow_all, Some(true));
+        assert_eq!(c.authenticator.blocked_users, ["jhtest-x"]);
+        assert_eq!(c.hub.cookie_max_age_days, 0.5);
+        for bad in ["../../etc/x", "", "a b", ".hidden"] {
+            let e = load("", &[&format!("--authenticator.service={bad:?}")])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("authenticator.service"), "{bad}: {e}");
+        }
+        let e = load("[hub]\ncookie_max_age_days = 0\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("hub.cookie_max_age_days"), "{e}");
+        let e = load("[authenticator]\nblocked_users = [\"-u root\"]\n", &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("authenticator.blocked_users"), "{e}");
     }
 
     #[test]

@@ -12,8 +12,11 @@
 //! - [`scopes`]: roles and scopes, as JupyterHub 6 defines them;
 //! - [`db`]: the database (SQLite now, PostgreSQL through the same SQL
 //!   later);
-//! - [`auth`]: API tokens and access checks;
+//! - [`auth`]: API tokens, access checks, authenticators and the login
+//!   flow;
+//! - [`session`]: browser sessions (signed cookies) and XSRF tokens;
 //! - [`api`]: the REST API under `/hub/api`;
+//! - [`pages`]: the server-rendered pages (login, logout, home);
 //! - [`app`]: shared state, the router, and start-up from configuration;
 //! - [`proxy_client`], [`metrics`], [`error`].
 #![forbid(unsafe_code)]
@@ -26,9 +29,11 @@ pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod names;
+pub mod pages;
 pub mod proxy_client;
 pub mod scopes;
 pub mod secret;
+pub mod session;
 
 use std::future::Future;
 
@@ -78,13 +83,38 @@ pub async fn run_with_listener(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), HubError> {
-    secret::load_cookie_secret(
+    let cookie_secret = secret::load_cookie_secret(
         loaded.secrets.cookie_secret_env.as_ref(),
         &loaded.config.hub.cookie_secret_file,
     )
     .map_err(|e| HubError::Startup(e.to_string()))?;
     let db = open_database(&loaded, false).await?;
-    let (state, mut stop) = AppState::new(db.clone(), loaded.config.clone(), &loaded.secrets);
+    let (state, mut stop) = AppState::new(
+        db.clone(),
+        loaded.config.clone(),
+        &loaded.secrets,
+        &cookie_secret,
+    )
+    .map_err(|e| HubError::Startup(e.to_string()))?;
+    drop(cookie_secret);
+    if !state.allow.any_allow_config() && loaded.config.authenticator.allowed_groups.is_empty() {
+        tracing::warn!(
+            "no allow configuration (allowed_users, allowed_groups, allow_all, \
+             allow_existing_users): nobody can log in"
+        );
+    }
+    let sweeper = state.clone();
+    tokio::spawn(async move {
+        // Expired sessions are refused on sight; this only keeps the
+        // table small.
+        let mut every = tokio::time::interval(std::time::Duration::from_secs(3600));
+        loop {
+            every.tick().await;
+            if let Err(e) = sweeper.db.delete_expired_sessions(&crate::db::now()).await {
+                tracing::warn!(error = %e, "cannot delete expired sessions");
+            }
+        }
+    });
 
     let proxy_state = state.clone();
     tokio::spawn(async move {

@@ -47,6 +47,14 @@ impl InvalidName {
     }
 }
 
+impl InvalidName {
+    /// The refused name as shown in messages and logs: at most 40
+    /// characters, quoted and escaped.
+    pub fn shown(&self) -> &str {
+        &self.shown
+    }
+}
+
 impl fmt::Display for InvalidName {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "Invalid username: {}: {RULE}", self.shown)

@@ -21,6 +21,9 @@ use crate::privileged::patience;
 /// The service whose token the harness holds.
 pub const SERVICE: &str = "jhtest-svc";
 
+/// The proxy API token the generated config gives the hub.
+pub const PROXY_TOKEN: &str = "jhtest-proxy-token";
+
 /// The built `jhub`: `$JHUB_BIN_DIR/jhub`, else beside the test
 /// executable's directory (`target/debug/jhub`).
 pub fn jhub_bin() -> PathBuf {
@@ -50,7 +53,25 @@ pub struct Setup {
     pub service_scopes: Vec<String>,
     /// More TOML, appended to the generated config.
     pub extra: String,
+    /// The proxy API the hub talks to (token `jhtest-proxy-token`); `None`
+    /// points it at a free port where nothing listens.
+    pub proxy_api_url: Option<String>,
+    /// `[hub] authenticator_class` (default `dummy`).
+    pub authenticator_class: String,
+    /// The lines of the `[authenticator]` section (default: the dummy
+    /// password [`DUMMY_PASSWORD`]).
+    pub authenticator: String,
+    /// Run the hub as this account (with its groups, through `setpriv`)
+    /// rather than as the test's user; needs root. The hub's directory is
+    /// given to the account and the binary copied into it.
+    pub run_as: Option<String>,
 }
+
+/// The hub's login cookie.
+pub const LOGIN_COOKIE: &str = "jupyterhub-hub-login";
+
+/// The dummy authenticator's password in the default setup.
+pub const DUMMY_PASSWORD: &str = "jhtest-password";
 
 impl Default for Setup {
     fn default() -> Self {
@@ -70,6 +91,10 @@ impl Default for Setup {
             .map(|s| s.to_string())
             .collect(),
             extra: String::new(),
+            proxy_api_url: None,
+            authenticator_class: "dummy".into(),
+            authenticator: format!("password = \"{DUMMY_PASSWORD}\"\n"),
+            run_as: None,
         }
     }
 }
@@ -84,6 +109,7 @@ pub struct TestHub {
     /// The service token.
     pub token: String,
     http: ureq::Agent,
+    run_as: Option<String>,
 }
 
 impl std::fmt::Debug for TestHub {
@@ -115,15 +141,15 @@ pub fn write_config(dir: &Path, port: u16, token: &str, setup: &Setup) -> PathBu
 hub_bind_url = "http://127.0.0.1:{port}"
 db_url = "sqlite://{dir}/jhub.sqlite"
 cookie_secret_file = "{dir}/cookie_secret"
-authenticator_class = "dummy"
+authenticator_class = "{authenticator_class}"
 
 [authenticator]
-password = "jhtest-password"
+{authenticator}
 
 [proxy]
-api_url = "http://127.0.0.1:{proxy_port}"
+api_url = "{proxy_api_url}"
 should_start = false
-auth_token = "jhtest-proxy-token"
+auth_token = "{PROXY_TOKEN}"
 
 [[services]]
 name = "{SERVICE}"
@@ -137,9 +163,14 @@ services = ["{SERVICE}"]
 {extra}
 "#,
         dir = dir.display(),
-        proxy_port = free_port(),
+        proxy_api_url = setup
+            .proxy_api_url
+            .clone()
+            .unwrap_or_else(|| format!("http://127.0.0.1:{}", free_port())),
         scopes = scopes.join(", "),
         extra = setup.extra,
+        authenticator_class = setup.authenticator_class,
+        authenticator = setup.authenticator,
     );
     let path = dir.join("jhub.toml");
     fs::write(&path, text).expect("write config");
@@ -186,14 +217,62 @@ impl TestHub {
             url: format!("http://127.0.0.1:{port}"),
             token,
             http,
+            run_as: setup.run_as.clone(),
         };
+        if let Some(user) = &setup.run_as {
+            hub.give_to(user);
+        }
         hub.launch();
         hub
     }
 
+    /// Makes the hub's directory `user`'s (mode 0700) with a copy of the
+    /// binary in it that `user` may run (the build's target directory may
+    /// not be reachable for other accounts).
+    fn give_to(&self, user: &str) {
+        use std::os::unix::fs::PermissionsExt;
+        let account = nix::unistd::User::from_name(user)
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no user {user}"));
+        let bin = self.dir.path().join("jhub");
+        // A hard link when the target directory is on the same file
+        // system (the built binary is 0755 already), else a copy.
+        if fs::hard_link(jhub_bin(), &bin).is_err() {
+            fs::copy(jhub_bin(), &bin).expect("copy jhub");
+        }
+        fs::set_permissions(&bin, fs::Permissions::from_mode(0o755)).expect("chmod jhub");
+        for entry in [
+            self.dir.path().to_path_buf(),
+            self.dir.path().join("jhub.toml"),
+        ] {
+            std::os::unix::fs::chown(
+                &entry,
+                Some(account.uid.as_raw()),
+                Some(account.gid.as_raw()),
+            )
+            .expect("chown the hub's files");
+        }
+        fs::set_permissions(self.dir.path(), fs::Permissions::from_mode(0o700))
+            .expect("chmod the hub's directory");
+    }
+
     fn launch(&mut self) {
         let log = fs::File::create(self.dir.path().join("jhub.log")).expect("log file");
-        let child = Command::new(jhub_bin())
+        let mut command = match &self.run_as {
+            None => Command::new(jhub_bin()),
+            Some(user) => {
+                // setpriv execs (no process in between to signal) and
+                // --init-groups gives the account its supplementary groups
+                // (the hub user needs `shadow` for PAM).
+                let mut c = Command::new("setpriv");
+                c.args(["--reuid", user, "--regid", user, "--init-groups", "--"])
+                    .arg(self.dir.path().join("jhub"))
+                    .current_dir(self.dir.path());
+                c
+            }
+        };
+        let child = command
             .arg("--config")
             .arg(self.dir.path().join("jhub.toml"))
             .env_remove("JPY_COOKIE_SECRET")
@@ -256,6 +335,11 @@ impl TestHub {
         }
     }
 
+    /// The running hub's process id.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     /// The hub's stderr so far.
     pub fn log(&self) -> String {
         fs::read_to_string(self.dir.path().join("jhub.log")).unwrap_or_default()
@@ -308,6 +392,25 @@ impl TestHub {
     /// `method /hub/api{path}` with the service token.
     pub fn api(&self, method: &str, path: &str, body: Option<&Value>) -> Answer {
         self.api_as(Some(&self.token.clone()), method, path, body)
+    }
+
+    /// A browser (cookie-keeping client) on this hub, with no cookies.
+    pub fn browser(&self) -> crate::browser::Browser {
+        crate::browser::Browser::new(&self.url)
+    }
+
+    /// A browser logged in as `username` with `password`; panics (with
+    /// the log) unless the login form answers with a redirect and a login
+    /// cookie.
+    pub fn login(&self, username: &str, password: &str) -> crate::browser::Browser {
+        let mut b = self.browser();
+        let page = b.login(username, password);
+        assert!(
+            (300..400).contains(&page.status) && page.set_cookie(LOGIN_COOKIE).is_some(),
+            "login as {username} failed: {page:?}\n{}",
+            self.log()
+        );
+        b
     }
 
     /// The names of all users, via the API.

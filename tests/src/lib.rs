@@ -5,6 +5,8 @@
 //!   running the installed `sudospawner` through real sudo as the hub user.
 //! - [`hub`]: the built `jhub` run as the test's user in a temp dir,
 //!   with a service token of chosen scopes, for the REST API scenarios.
+//! - [`browser`]: a cookie-keeping client for the hub's pages (login,
+//!   XSRF tokens, logout).
 //! - [`jupyterhub`]: the real JupyterHub 6 from PyPI, run as the hub user,
 //!   for the checks that jhub's parts are drop-ins for JupyterHub's.
 //! - [`proxy`]: the conformance harness that runs the same scenario against
@@ -17,6 +19,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod browser;
 pub mod hub;
 pub mod jupyterhub;
 pub mod privileged;

@@ -11,6 +11,8 @@
 //!   what, for "nothing was started" checks.
 //! - [`FAKE_SERVER`] and [`Server`]: a stand-in server the tests control by
 //!   its flags, and a guard that kills a started server on drop.
+//! - [`TempUser`] and [`TempGroup`]: throw-away accounts with a password
+//!   and groups for one test (PAM logins), deleted on drop.
 //!
 //! Reaping: the helper's monitor process, once its server is gone, exits
 //! and is reaped by whatever adopted it (the nearest child subreaper, or
@@ -720,5 +722,105 @@ impl SudoersDropIn {
 impl Drop for SudoersDropIn {
     fn drop(&mut self) {
         let _removed = std::fs::remove_file(&self.path);
+    }
+}
+
+// --- Throw-away accounts ---------------------------------------------------
+
+/// A short random suffix (hex) that makes account and group names unique
+/// per test and per run.
+pub fn unique_suffix() -> String {
+    use std::io::Read;
+    let mut b = [0u8; 4];
+    File::open("/dev/urandom")
+        .and_then(|mut f| f.read_exact(&mut b))
+        .expect("/dev/urandom");
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}
+
+/// A Unix group made for one test (`groupadd`), deleted on drop.
+#[derive(Debug)]
+pub struct TempGroup {
+    /// Its name.
+    pub name: String,
+}
+
+impl TempGroup {
+    /// Creates the group `PREFIX-XXXXXXXX`.
+    pub fn create(prefix: &str) -> Self {
+        let name = format!("{prefix}-{}", unique_suffix());
+        run_ok(Command::new("groupadd").arg(&name));
+        Self { name }
+    }
+}
+
+impl Drop for TempGroup {
+    fn drop(&mut self) {
+        // Best effort: a leftover group only costs a line in /etc/group.
+        let _gone = Command::new("groupdel").arg(&self.name).output();
+    }
+}
+
+/// A login account made for one test (`useradd` without a home, a
+/// password set with `chpasswd`), deleted on drop.
+#[derive(Debug)]
+pub struct TempUser {
+    /// Its name.
+    pub name: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl TempUser {
+    /// Creates the account `PREFIX-XXXXXXXX` with a random password, in
+    /// the supplementary `groups` (its primary group is its own).
+    pub fn create(prefix: &str, groups: &[&str]) -> Self {
+        let mut args = Vec::new();
+        if !groups.is_empty() {
+            args = vec!["-G".to_owned(), groups.join(",")];
+        }
+        Self::make(prefix, &args)
+    }
+
+    /// Creates the account `PREFIX-XXXXXXXX` with a random password and
+    /// `group` as its primary group (and no group of its own).
+    pub fn create_with_primary(prefix: &str, group: &str) -> Self {
+        Self::make(
+            prefix,
+            &["-N".to_owned(), "-g".to_owned(), group.to_owned()],
+        )
+    }
+
+    fn make(prefix: &str, args: &[String]) -> Self {
+        let name = format!("{prefix}-{}", unique_suffix());
+        let mut useradd = Command::new("useradd");
+        useradd.args(["-M", "-s", "/usr/sbin/nologin"]).args(args);
+        run_ok(useradd.arg(&name));
+        let user = Self {
+            name,
+            password: format!("Pw-{}-{}", unique_suffix(), unique_suffix()),
+        };
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(Stdio::piped())
+            .spawn()
+            .expect("run chpasswd");
+        chpasswd
+            .stdin
+            .take()
+            .expect("piped")
+            .write_all(format!("{}:{}\n", user.name, user.password).as_bytes())
+            .expect("write to chpasswd");
+        assert!(
+            chpasswd.wait().expect("wait for chpasswd").success(),
+            "chpasswd failed"
+        );
+        user
+    }
+}
+
+impl Drop for TempUser {
+    fn drop(&mut self) {
+        // Best effort in Drop (it may run during a panic).
+        let _gone = Command::new("userdel").arg(&self.name).output();
     }
 }

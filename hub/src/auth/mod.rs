@@ -1,4 +1,10 @@
-//! Who is asking, and what they may do.
+//! Who is asking, and what they may do; and how browsers log in.
+//!
+//! Submodules: [`tokens`] (API tokens), [`authenticator`] (the
+//! authenticator trait and the dispatch on `authenticator_class`),
+//! [`login`] (one login attempt, the same for every class), [`allow`]
+//! (JupyterHub's allow and block rules), and the classes [`pam`],
+//! [`dummy`] and [`native`].
 //!
 //! API requests authenticate with a token (`Authorization: token X` or
 //! `Bearer X`; JupyterHub 6 ignores `?token=` on the API and so does this
@@ -6,11 +12,23 @@
 //! scopes, records activity, and answers 403 "Missing or invalid
 //! credentials." when there is no valid token.
 //!
+//! A browser's login cookie ([`crate::session`]) is accepted too, as
+//! JupyterHub accepts it: the request then has all of its user's scopes,
+//! and a state-changing one (not GET, HEAD or OPTIONS) must also carry the
+//! session's XSRF token in `X-XSRFToken`, else the cookie is ignored.
+//! A token in `Authorization` wins over a cookie and needs no XSRF token.
+//!
 //! The access checks follow JupyterHub's `needs_scope`: a request needs
 //! one of a handler's scopes on the resource named in the path; when the
 //! requester holds one of those scopes only for *other* resources the
 //! answer is 404 (the resource may as well not exist), otherwise 403.
 
+pub mod allow;
+pub mod authenticator;
+pub mod dummy;
+pub mod login;
+pub mod native;
+pub mod pam;
 pub mod tokens;
 
 use std::collections::BTreeSet;
@@ -74,13 +92,25 @@ impl Principal {
     }
 }
 
+/// How an API request was authenticated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    /// An API token in `Authorization`.
+    Token,
+    /// A browser's login cookie.
+    Session,
+}
+
 /// An authenticated API request: who, with which token, and what it may
 /// do.
 #[derive(Debug, Clone)]
 pub struct Requester {
     /// Who.
     pub principal: Principal,
-    /// The token used.
+    /// How the request was authenticated.
+    pub via: Via,
+    /// The token used; for a browser session, a stand-in with id 0 and
+    /// the `inherit` scope (the user's own scopes), never stored.
     pub token: TokenRow,
     /// The token's expanded scopes.
     pub expanded: ScopeSet,
@@ -94,7 +124,8 @@ pub struct Requester {
 pub struct RequestUser(pub Arc<Mutex<Option<String>>>);
 
 impl RequestUser {
-    fn set(&self, name: &str) {
+    /// Records who asked.
+    pub fn set(&self, name: &str) {
         if let Ok(mut slot) = self.0.lock() {
             *slot = Some(name.to_owned());
         }
@@ -115,6 +146,12 @@ impl FromRequestParts<AppState> for Requester {
             .get(axum::http::header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
         let Some(token) = header.and_then(tokens::from_header) else {
+            if let Some(requester) = Self::from_session(parts, st).await? {
+                if let Some(slot) = parts.extensions.get::<RequestUser>() {
+                    slot.set(requester.principal.name());
+                }
+                return Ok(requester);
+            }
             return Err(ApiError::forbidden(MISSING_CREDENTIALS));
         };
         let Some(row) = tokens::find(&st.db, token).await? else {
@@ -134,6 +171,44 @@ impl FromRequestParts<AppState> for Requester {
 }
 
 impl Requester {
+    /// The requester behind a browser's login cookie, if it has a live
+    /// session (and, for a state-changing request, the session's XSRF
+    /// token in `X-XSRFToken`).
+    async fn from_session(parts: &Parts, st: &AppState) -> ApiResult<Option<Self>> {
+        let Some(found) = crate::session::find(&st.sessions, &st.db, &parts.headers).await? else {
+            return Ok(None);
+        };
+        if crate::pages::is_state_changing(&parts.method) {
+            let binding = crate::session::XsrfBinding::Session(&found.id);
+            let ok = crate::session::xsrf_from_headers(&parts.headers)
+                .is_some_and(|t| binding.verify(&st.sessions, t));
+            if !ok {
+                tracing::debug!(user.name = %found.user.name, "login cookie without a valid XSRF token ignored");
+                return Ok(None);
+            }
+        }
+        let stand_in = TokenRow {
+            id: 0,
+            hashed: String::new(),
+            user_id: Some(found.user.id),
+            service_id: None,
+            owner_name: found.user.name.clone(),
+            owner_admin: found.user.admin,
+            client_id: "jupyterhub".into(),
+            client_description: "JupyterHub".into(),
+            session_id: None,
+            created: crate::db::now(),
+            expires_at: None,
+            last_activity: found.user.last_activity.clone(),
+            note: "browser session".into(),
+            scopes: r#"["inherit"]"#.into(),
+        };
+        let mut requester = Self::for_token(st, stand_in).await?;
+        requester.via = Via::Session;
+        crate::pages::record_activity(st, &found.user).await;
+        Ok(Some(requester))
+    }
+
     /// The requester behind a found token.
     pub async fn for_token(st: &AppState, token: TokenRow) -> ApiResult<Self> {
         let principal = match (token.user_id, token.service_id) {
@@ -153,6 +228,7 @@ impl Requester {
         let parsed = scopes::parse(&expanded);
         Ok(Self {
             principal,
+            via: Via::Token,
             token,
             expanded,
             parsed,
@@ -266,7 +342,7 @@ fn forbidden_scopes(needed: &[&str]) -> ApiError {
 
 /// Whether activity last recorded at `last` is older than `resolution`
 /// seconds at `now` (both in the API's timestamp form).
-fn stale(last: Option<&str>, now: &str, resolution: u64) -> bool {
+pub(crate) fn stale(last: Option<&str>, now: &str, resolution: u64) -> bool {
     let Some(last) = last else { return true };
     if resolution == 0 {
         return true;

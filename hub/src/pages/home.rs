@@ -1,0 +1,37 @@
+//! `/hub/home` and the redirects of `/` and `/hub/`.
+
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::html;
+
+use super::{Browser, HOME_URL, LOGIN_URL, LOGOUT_URL, LoggedIn, layout, page};
+
+/// `/` and `/hub/`: home when logged in, else the login page. (Browsers
+/// send the login cookie only under `/hub/`, so `/` lands on the login
+/// page, which sends a logged-in browser on home.)
+pub async fn root(browser: Browser) -> Response {
+    match browser.user {
+        Some(_) => Redirect::to(HOME_URL).into_response(),
+        None => Redirect::to(LOGIN_URL).into_response(),
+    }
+}
+
+/// `GET /hub/home`: who is logged in, and (later) their server.
+pub async fn home(LoggedIn { browser, user }: LoggedIn) -> Response {
+    let body = html! {
+        h1 { "Home" }
+        p {
+            "Logged in as " strong class="username" { (user.name) }
+            @if user.admin {
+                " " span class="admin" { "admin" }
+            }
+        }
+        // The user's server: its status and the start/stop controls.
+        section id="server" aria-label="Your server" {}
+        form method="post" action=(LOGOUT_URL) {
+            (browser.xsrf_field())
+            button type="submit" { "Logout" }
+        }
+    };
+    page(StatusCode::OK, layout("Home", body, Some(&user)))
+}

@@ -5,6 +5,10 @@
 #
 #   /opt/jhub-test/venv   JupyterHub 6.1.1 and the Python sudospawner 1.0.0
 #                         mediator, built from Debian's /usr/bin/python3
+#   /opt/jhub-test/schemathesis
+#                         schemathesis 4.32.5, which checks the hub's REST
+#                         API against the reference spec (its own venv, so
+#                         its dependencies never meet JupyterHub's)
 #   /opt/jhub-test/chp    configurable-http-proxy 5.3.0 from npm
 #
 # and the load tools the benchmarks use (wrk, nginx, hyperfine). Run as
@@ -20,6 +24,8 @@ umask 022
 BASE=/opt/jhub-test
 VENV=$BASE/venv
 PY_PINS=(jupyterhub==6.1.1 sudospawner==1.0.0)
+ST_VENV=$BASE/schemathesis
+ST_PIN=schemathesis==4.32.5
 CHP_DIR=$BASE/chp
 CHP_VERSION=5.3.0
 PACKAGES=(python3-venv nodejs npm wrk nginx-light hyperfine procps)
@@ -47,20 +53,30 @@ fi
 
 install -d -m 0755 "$BASE"
 
+# venv_ok VENV PIN...: whether VENV has exactly these pinned versions
 venv_ok() {
-    [[ -x $VENV/bin/python ]] || return 1
-    local pin
-    for pin in "${PY_PINS[@]}"; do
-        [[ $("$VENV/bin/python" -m pip show "${pin%%==*}" 2>/dev/null | sed -n 's/^Version: //p') == "${pin#*==}" ]] || return 1
+    local venv=$1 pin
+    shift
+    [[ -x $venv/bin/python ]] || return 1
+    for pin in "$@"; do
+        [[ $("$venv/bin/python" -m pip show "${pin%%==*}" 2>/dev/null | sed -n 's/^Version: //p') == "${pin#*==}" ]] || return 1
     done
 }
-if venv_ok; then
+if venv_ok "$VENV" "${PY_PINS[@]}"; then
     say "reference venv: ${PY_PINS[*]} present in $VENV"
 else
     say "reference venv: installing ${PY_PINS[*]} into $VENV"
     /usr/bin/python3 -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check "${PY_PINS[@]}"
 fi
+if venv_ok "$ST_VENV" "$ST_PIN"; then
+    say "schemathesis venv: $ST_PIN present in $ST_VENV"
+else
+    say "schemathesis venv: installing $ST_PIN into $ST_VENV"
+    /usr/bin/python3 -m venv "$ST_VENV"
+    "$ST_VENV/bin/python" -m pip install -q --disable-pip-version-check "$ST_PIN"
+fi
+"$ST_VENV/bin/schemathesis" --version >/dev/null || die "$ST_VENV/bin/schemathesis does not run"
 chmod -R a+rX "$BASE"
 
 chp=$CHP_DIR/node_modules/.bin/configurable-http-proxy
@@ -73,4 +89,4 @@ else
 fi
 chmod -R a+rX "$CHP_DIR"
 "$chp" --version >/dev/null || die "$chp does not run"
-say "reference stack ready: $VENV, $chp"
+say "reference stack ready: $VENV, $ST_VENV, $chp"

@@ -1,6 +1,12 @@
 //! The REST API's error type: a status and a message, sent as JupyterHub
 //! sends API errors, `{"status": 404, "message": "..."}`. Internal errors
 //! are logged here, once, and answered with a generic 500.
+//!
+//! Where JupyterHub 6.1.1 raises an error without text (an unknown user,
+//! a bare 403, a wrong method) it sends `"message": null`; this hub sends
+//! the status's reason instead (`"Not Found"`, `"Forbidden"`, `"Method
+//! Not Allowed"`), so that the message is always a string a client can
+//! show. Statuses are the same.
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
@@ -105,4 +111,36 @@ impl IntoResponse for ApiError {
         };
         error_response(status, &message)
     }
+}
+
+/// Turns error responses that did not come from [`ApiError`] (axum's own
+/// rejections: a path or query that does not decode, a method the route
+/// lacks) into JupyterHub's JSON shape, keeping their status, headers and
+/// text as the message. JSON answers pass through untouched.
+pub async fn json_errors(response: Response) -> Response {
+    let status = response.status();
+    let is_json = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if !(status.is_client_error() || status.is_server_error()) || is_json {
+        return response;
+    }
+    let (mut parts, body) = response.into_parts();
+    let text = axum::body::to_bytes(body, 64 * 1024)
+        .await
+        .map(|b| String::from_utf8_lossy(&b).trim().to_owned())
+        .unwrap_or_default();
+    let message = if text.is_empty() {
+        status.canonical_reason().unwrap_or("Error").to_owned()
+    } else {
+        text
+    };
+    let fresh = error_response(status, &message);
+    parts.headers.remove(axum::http::header::CONTENT_LENGTH);
+    parts.headers.remove(axum::http::header::CONTENT_TYPE);
+    let (json_parts, json_body) = fresh.into_parts();
+    parts.headers.extend(json_parts.headers);
+    Response::from_parts(parts, json_body)
 }

@@ -29,6 +29,10 @@ pub enum ProxyError {
     },
 }
 
+/// The key JupyterHub puts in the data of every route it adds, and by
+/// which it tells its routes from others in the proxy's table.
+pub const HUB_MARK: &str = "jupyterhub";
+
 /// A route as the hub's API shows it.
 pub type Routes = BTreeMap<String, Value>;
 
@@ -96,12 +100,23 @@ impl ProxyClient {
             reason: format!("bad answer: {e}"),
         })?;
         let mut routes = Routes::new();
-        for (spec, value) in raw {
+        for (path, value) in raw {
             let mut data = match value {
                 Value::Object(m) => m,
                 _ => Map::new(),
             };
+            // as JupyterHub: only the routes the hub added (marked
+            // `jupyterhub`), keyed by their routespec, which ends in '/'
+            // (the proxy strips it)
+            if data.remove(HUB_MARK).is_none() {
+                continue;
+            }
             let target = data.remove("target").unwrap_or(Value::Null);
+            let spec = if path.ends_with('/') {
+                path
+            } else {
+                format!("{path}/")
+            };
             routes.insert(
                 spec.clone(),
                 serde_json::json!({"routespec": spec, "target": target, "data": data}),
@@ -119,6 +134,7 @@ impl ProxyClient {
     ) -> Result<(), ProxyError> {
         let mut body = data;
         body.insert("target".into(), Value::String(target.to_owned()));
+        body.insert(HUB_MARK.into(), Value::Bool(true));
         let path = if spec.starts_with('/') {
             spec.to_owned()
         } else {

@@ -317,6 +317,7 @@ fn scope_filters_give_404_for_others_and_403_without_scope() {
         extra: "[[roles]]\nname = \"jhtest-maker\"\nscopes = [\"admin:users\", \"tokens\"]\n\
                 users = [\"jhtest-maker\"]\n"
             .into(),
+        ..Setup::default()
     };
     let hub = TestHub::start_with(&setup);
     // the maker user (from [[roles]]) creates users with its own token
@@ -599,4 +600,146 @@ fn services_proxy_metrics_shutdown() {
     assert_eq!(a.json()["message"], "Shutting down Hub");
     let status = hub.wait_exit().expect("the hub stops after /shutdown");
     assert!(status.success(), "{status}");
+}
+
+#[test]
+fn info_fields_are_strings_as_the_spec_says() {
+    let hub = TestHub::start();
+    let info = hub.api("GET", "/info", None);
+    assert_eq!(info.status, 200, "{}", info.body);
+    let info = info.json();
+    assert_eq!(
+        info["version"],
+        hub.api_as(None, "GET", "/", None).json()["version"]
+    );
+    // no Python here; the field stays a string, as clients expect
+    assert!(
+        info["python"]
+            .as_str()
+            .is_some_and(|p| p.contains("not a Python")),
+        "{info}"
+    );
+    assert!(
+        info["sys_executable"]
+            .as_str()
+            .is_some_and(|p| p.ends_with("jhub")),
+        "{info}"
+    );
+    for part in ["spawner", "authenticator"] {
+        assert!(info[part]["class"].is_string(), "{info}");
+        assert!(info[part]["version"].is_string(), "{info}");
+    }
+    // the version is public, with CORS, as in JupyterHub
+    let root = hub.send("GET", "/hub/api/", None, &[], None).unwrap();
+    assert_eq!(root.status, 200);
+    assert!(root.json()["version"].is_string());
+}
+
+#[test]
+fn errors_are_json_as_jupyterhub_sends_them() {
+    let hub = TestHub::start();
+    let not_found = json!({"status": 404, "message": "Not Found"});
+    for path in [
+        "/nonexistent",
+        "/users/jhtest-ghost",
+        "/users/",
+        "/groups/x/y/z",
+    ] {
+        let a = hub.api("GET", path, None);
+        assert_eq!(a.status, 404, "{path}: {}", a.body);
+        assert_eq!(a.json(), not_found, "{path}");
+    }
+    let a = hub.api("DELETE", "/users/jhtest-ghost", None);
+    assert_eq!(a.json(), not_found);
+    // a method the endpoint lacks
+    let a = hub.api("PUT", "/users", None);
+    assert_eq!(a.status, 405, "{}", a.body);
+    assert_eq!(
+        a.json(),
+        json!({"status": 405, "message": "Method Not Allowed"})
+    );
+    // a path that does not decode: 400, still JSON
+    let a = hub
+        .send("GET", "/hub/api/users/%FF%FE", Some(&hub.token), &[], None)
+        .unwrap();
+    assert_eq!(a.status, 400, "{}", a.body);
+    assert_eq!(a.json()["status"], 400);
+    assert!(a.json()["message"].is_string());
+}
+
+#[test]
+fn proxy_routes_and_resync() {
+    use jhub_tests::hub::PROXY_TOKEN;
+    use jhub_tests::proxy::{Impl, ProxyOptions, ProxyProcess};
+    let proxy = ProxyProcess::start_with(
+        Impl::Jhub,
+        &[],
+        ProxyOptions {
+            token: Some(PROXY_TOKEN.to_owned()),
+            env: Vec::new(),
+        },
+    );
+    let hub = TestHub::start_with(&Setup {
+        proxy_api_url: Some(format!("http://{}", proxy.api_addr())),
+        extra: "[[services]]\nname = \"jhtest-web\"\nurl = \"http://127.0.0.1:9\"\n".into(),
+        ..Setup::default()
+    });
+    // the hub added its routes at start: "/" to itself, and the service
+    let routes = jhub_tests::privileged::eventually("the hub's routes", || {
+        let a = hub.api("GET", "/proxy", None);
+        assert_eq!(a.status, 200, "{}", a.body);
+        let routes = a.json();
+        (routes.as_object()?.len() == 2).then_some(routes)
+    });
+    // JupyterHub's shape: keyed by routespec (ending in '/'), the data
+    // without the `jupyterhub` mark the hub's routes carry in the proxy
+    assert_eq!(routes["/"]["routespec"], "/", "{routes}");
+    assert_eq!(routes["/"]["target"], hub.url.as_str(), "{routes}");
+    assert_eq!(routes["/"]["data"]["hub"], true, "{routes}");
+    let service = &routes["/services/jhtest-web/"];
+    assert_eq!(service["routespec"], "/services/jhtest-web/", "{routes}");
+    assert_eq!(service["target"], "http://127.0.0.1:9");
+    assert_eq!(service["data"]["service"], "jhtest-web");
+    assert!(service["data"].get("jupyterhub").is_none(), "{routes}");
+    assert_eq!(
+        proxy.routes()["/services/jhtest-web"]["jupyterhub"],
+        true,
+        "the proxy's own table marks the hub's routes"
+    );
+    // routes the hub did not add are not the hub's
+    proxy.add_target("/jhtest-foreign", "http://127.0.0.1:9");
+    let a = hub.api("GET", "/proxy", None).json();
+    assert_eq!(a.as_object().unwrap().len(), 2, "{a}");
+    // pagination of the routing table
+    let page = hub
+        .send(
+            "GET",
+            "/hub/api/proxy?limit=1",
+            Some(&hub.token),
+            &[("Accept", "application/jupyterhub-pagination+json")],
+            None,
+        )
+        .unwrap()
+        .json();
+    assert_eq!(page["items"].as_object().unwrap().len(), 1, "{page}");
+    assert_eq!(page["_pagination"]["total"], 2);
+    assert_eq!(page["_pagination"]["next"]["offset"], 1);
+    // a route lost by the proxy comes back with POST /proxy
+    let deleted = proxy.api("DELETE", "/api/routes/", None);
+    assert_eq!(deleted.status, 204);
+    let a = hub.api("GET", "/proxy", None);
+    assert!(a.json().get("/").is_none(), "{}", a.body);
+    let a = hub.api("POST", "/proxy", None);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(
+        hub.api("GET", "/proxy", None).json()["/"]["target"],
+        hub.url.as_str()
+    );
+    // the proxy scope is needed for both
+    hub.create_users(&["jhtest-user1"]);
+    let t = hub.user_token("jhtest-user1", None);
+    for method in ["GET", "POST"] {
+        let a = hub.api_as(Some(&t), method, "/proxy", None);
+        assert_eq!(a.status, 403, "{method}: {}", a.body);
+    }
 }

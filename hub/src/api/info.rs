@@ -14,6 +14,13 @@ use crate::error::{ApiError, ApiResult};
 /// The JupyterHub REST API version this hub speaks.
 pub const API_VERSION: &str = "6.1.1";
 
+/// What `/info` answers for `python`: this hub runs no Python.
+pub const NO_PYTHON: &str = concat!(
+    "none: jhub ",
+    env!("CARGO_PKG_VERSION"),
+    " is not a Python program"
+);
+
 /// `GET /hub/api/`: the version; no authentication, any origin.
 pub async fn root() -> Response {
     (
@@ -37,7 +44,10 @@ pub async fn info(State(st): State<AppState>, req: Requester) -> ApiResult<Json<
     Ok(Json(json!({
         "version": API_VERSION,
         "jhub_version": env!("CARGO_PKG_VERSION"),
-        "python": null,
+        // JupyterHub sends `sys.version` here and the spec says a string;
+        // this hub has no Python, so it says so in one (never null, which
+        // clients reading it as a string would trip on).
+        "python": NO_PYTHON,
         "sys_executable": exe,
         "spawner": {"class": "jhub.spawner.SudoSpawner", "version": env!("CARGO_PKG_VERSION")},
         "authenticator": {"class": authenticator, "version": env!("CARGO_PKG_VERSION")},

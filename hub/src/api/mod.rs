@@ -32,23 +32,29 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, _: &S) -> Result<Self, ApiError> {
-        let too_large = || {
-            ApiError::new(
-                axum::http::StatusCode::PAYLOAD_TOO_LARGE,
-                format!("Request body is larger than {MAX_BODY} bytes"),
-            )
-        };
         let declared = req
             .headers()
             .get(header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<usize>().ok());
         if declared.is_some_and(|n| n > MAX_BODY) {
+            drain(req.into_body()).await;
             return Err(too_large());
         }
-        let bytes = axum::body::to_bytes(req.into_body(), MAX_BODY)
-            .await
-            .map_err(|_| too_large())?;
+        let mut body = req.into_body();
+        let mut bytes = Vec::new();
+        while let Some(data) = next_data(&mut body).await {
+            let Ok(data) = data else {
+                return Err(ApiError::bad_request("The request body could not be read"));
+            };
+            if let Some(data) = data {
+                if bytes.len() + data.len() > MAX_BODY {
+                    drain(body).await;
+                    return Err(too_large());
+                }
+                bytes.extend_from_slice(&data);
+            }
+        }
         let text = String::from_utf8_lossy(&bytes);
         let text = text.trim();
         if text.is_empty() {
@@ -58,6 +64,83 @@ impl<S: Send + Sync> FromRequest<S> for JsonBody {
             .map(|v| Self(Some(v)))
             .map_err(|_| ApiError::bad_request("Invalid JSON in body of request"))
     }
+}
+
+/// Reads each API request's body (up to [`MAX_BODY`]) before the handler
+/// runs, as JupyterHub (tornado) does: an answer that comes before the
+/// handler would have read the body (a 403 for a missing token, a 404)
+/// then never leaves the client in the middle of sending it, which would
+/// reset its connection. A body over the limit is answered with 413 here,
+/// before anything else.
+pub async fn buffer_body(req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    let (parts, mut body) = req.into_parts();
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        drain(body).await;
+        return too_large().into_response();
+    }
+    let mut bytes = Vec::new();
+    while let Some(data) = next_data(&mut body).await {
+        let Ok(data) = data else {
+            return ApiError::bad_request("The request body could not be read").into_response();
+        };
+        if let Some(data) = data {
+            if bytes.len() + data.len() > MAX_BODY {
+                drain(body).await;
+                return too_large().into_response();
+            }
+            bytes.extend_from_slice(&data);
+        }
+    }
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+fn too_large() -> ApiError {
+    ApiError::new(
+        axum::http::StatusCode::PAYLOAD_TOO_LARGE,
+        format!("Request body is larger than {MAX_BODY} bytes"),
+    )
+}
+
+/// How much of an oversized body the hub still reads (and discards)
+/// before answering 413, and for how long.
+const DRAIN_LIMIT: usize = 8 * MAX_BODY;
+const DRAIN_TIME: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// The next frame of `body`: its data (`None` for trailers), an error, or
+/// `None` at the end.
+async fn next_data(
+    body: &mut axum::body::Body,
+) -> Option<Result<Option<axum::body::Bytes>, axum::Error>> {
+    use axum::body::HttpBody;
+    let frame = std::future::poll_fn(|cx| std::pin::Pin::new(&mut *body).poll_frame(cx)).await?;
+    Some(frame.map(|f| f.into_data().ok()))
+}
+
+/// Reads and discards the rest of an oversized body, up to
+/// [`DRAIN_LIMIT`] bytes and [`DRAIN_TIME`], so that a client still
+/// sending it gets the 413 instead of a reset connection (the server
+/// closing a socket with unread data resets it). Bodies beyond that are
+/// cut off: the connection is closed without reading them.
+async fn drain(mut body: axum::body::Body) {
+    let read = async {
+        let mut seen = 0usize;
+        while let Some(Ok(data)) = next_data(&mut body).await {
+            seen += data.map_or(0, |d| d.len());
+            if seen > DRAIN_LIMIT {
+                break;
+            }
+        }
+    };
+    // Best effort: whatever is left unread when time runs out is dropped
+    // with the connection.
+    let _timed_out = tokio::time::timeout(DRAIN_TIME, read).await;
 }
 
 /// Whether the client asked for the paginated envelope.
@@ -106,7 +189,7 @@ pub fn paginated(
     path: &str,
     query: &HashMap<String, String>,
 ) -> Value {
-    let next_offset = offset + limit;
+    let next_offset = offset.saturating_add(limit);
     let next = if next_offset < total {
         let host = headers
             .get(header::HOST)

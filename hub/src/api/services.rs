@@ -69,6 +69,40 @@ async fn service_model(st: &AppState, req: &Requester, s: &ServiceConfig) -> Api
     Ok(filter_service(req, &s.name, Value::Object(model)))
 }
 
+/// A service's model for identification (`/user` for a service token,
+/// the deprecated token lookup). JupyterHub builds this one from its
+/// database row rather than from the running service, so `url` is null
+/// for a service without one and `info` and `display` are null; this
+/// model keeps those values (clients of `/user` see what JupyterHub
+/// sends) where `GET /services/{name}` has `""`, `{}` and `true`.
+pub async fn identity_model(
+    st: &AppState,
+    req: &Requester,
+    name: &str,
+    admin: bool,
+) -> ApiResult<Value> {
+    let url = st
+        .config
+        .services
+        .iter()
+        .find(|s| s.name == name)
+        .and_then(|s| s.url.clone());
+    let roles = match st.db.find_service(name).await? {
+        Some(row) => st
+            .db
+            .roles_of(crate::db::Bearer::Service, &[row.id])
+            .await?
+            .remove(&row.id)
+            .unwrap_or_default(),
+        None => Vec::new(),
+    };
+    let model = json!({
+        "kind": "service", "name": name, "roles": roles, "admin": admin, "url": url,
+        "pid": 0, "info": null, "command": [], "prefix": "", "display": null,
+    });
+    Ok(filter_service(req, name, model))
+}
+
 /// `GET /services`.
 pub async fn list(State(st): State<AppState>, req: Requester) -> ApiResult<Json<Value>> {
     let filter = req.need_some("list:services")?.clone();

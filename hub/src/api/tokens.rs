@@ -36,6 +36,9 @@ pub async fn token_model(st: &AppState, t: &TokenRow) -> ApiResult<Value> {
     }))
 }
 
+/// The longest token note, as JupyterHub's column (`Unicode(1023)`).
+pub const MAX_NOTE: usize = 1023;
+
 /// What a new token should be.
 #[derive(Debug, Clone, Default)]
 pub struct TokenRequest {
@@ -84,10 +87,13 @@ pub async fn issue(
         }
         (Some(s), None) => s.clone(),
         (None, Some(roles)) => {
+            // deprecated since JupyterHub 3, still accepted: the roles'
+            // scopes (built-in or from the configuration) are copied onto
+            // the token at once; the token keeps no roles
             let mut out = Vec::new();
             for r in roles {
-                match crate::scopes::builtin_role(r) {
-                    Some(b) => out.extend(b.scopes.iter().map(|s| s.to_string())),
+                match db.role_scopes(r).await? {
+                    Some(scopes) => out.extend(scopes),
                     None => return Err(IssueError::Invalid(format!("No such role: {r}"))),
                 }
             }
@@ -106,7 +112,14 @@ pub async fn issue(
             )));
         }
         Some(n) => {
-            let at = time::OffsetDateTime::now_utc() + time::Duration::seconds(n);
+            // beyond the calendar's end (year 9999) is a client error, not
+            // an overflow
+            let at = time::OffsetDateTime::now_utc()
+                .checked_add(time::Duration::seconds(n))
+                .filter(|t| t.year() <= 9999)
+                .ok_or_else(|| {
+                    IssueError::Invalid(format!("expires_in is too large: {n} seconds"))
+                })?;
             Some(crate::db::timestamp(at))
         }
     };
@@ -205,7 +218,7 @@ pub async fn create(
     if max > 0 {
         match request.expires_in {
             None => request.expires_in = Some(max as i64),
-            Some(n) if n as u64 > max => {
+            Some(n) if n > 0 && n as u64 > max => {
                 return Err(ApiError::bad_request(format!(
                     "token expires_in: {n} must not exceed {max}"
                 )));
@@ -213,11 +226,21 @@ pub async fn create(
             _ => {}
         }
     }
-    request.note = match body
-        .get("note")
-        .and_then(Value::as_str)
-        .filter(|n| !n.is_empty())
-    {
+    let note = match body.get("note") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(n)) if n.chars().count() > MAX_NOTE => {
+            return Err(ApiError::bad_request(format!(
+                "token note must be at most {MAX_NOTE} characters"
+            )));
+        }
+        Some(Value::String(n)) => Some(n.as_str()),
+        Some(v) => {
+            return Err(ApiError::bad_request(format!(
+                "token note must be null or a string, not {v}"
+            )));
+        }
+    };
+    request.note = match note.filter(|n| !n.is_empty()) {
         Some(n) => n.to_owned(),
         None => {
             let mut n = "Requested via api".to_owned();
@@ -331,12 +354,19 @@ pub async fn authorization(
                 .ok_or_else(ApiError::not_found_plain)?;
             Ok(Json(super::users::user_model(&st, &req, &user).await?))
         }
-        (None, Some(_)) => Ok(Json(super::users::service_identity_model(
-            &st,
-            &req,
-            &row.owner_name,
-            row.owner_admin,
-        ))),
+        (None, Some(_)) => Ok(Json(
+            super::users::service_identity_model(&st, &req, &row.owner_name, row.owner_admin)
+                .await?,
+        )),
         (None, None) => Err(ApiError::not_found_plain()),
     }
+}
+
+/// `POST /authorizations/token`: removed in JupyterHub 2.0; answers 404
+/// with JupyterHub's pointer to the replacement.
+pub async fn removed_token_request() -> ApiError {
+    ApiError::not_found(
+        "Deprecated endpoint /hub/api/authorizations/token is removed in JupyterHub 2.0. \
+         Use /hub/api/users/:user/tokens instead.",
+    )
 }

@@ -6,12 +6,13 @@ use axum::Json;
 use axum::extract::{OriginalUri, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
+use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{Map, Value, json};
 
-use super::{JsonBody, filter_model, object, paginated, pagination};
+use super::{JsonBody, object, paginated, pagination};
 use crate::app::AppState;
 use crate::auth::{Principal, Requester};
-use crate::db::{UserQuery, UserRow, UserSort};
+use crate::db::{UserDetail, UserQuery, UserRow, UserSort};
 use crate::error::{ApiError, ApiResult};
 use crate::names;
 use crate::scopes::{Filter, Resource};
@@ -48,45 +49,106 @@ pub async fn user_models(
     req: &Requester,
     users: &[UserRow],
 ) -> ApiResult<Vec<Option<Value>>> {
-    let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
-    let mut groups = st.db.groups_of_users(&ids).await?;
-    let mut roles = st.db.roles_of(crate::db::Bearer::User, &ids).await?;
+    let details = st.db.user_details(users.to_vec()).await?;
+    Ok(models_of(req, &details)
+        .into_iter()
+        .map(|m| m.map(|m| m.to_value()))
+        .collect())
+}
+
+/// The keys of a user model, in the order serde_json's maps keep them, so
+/// that a model serialized directly reads as its [`Value`] does.
+const USER_KEYS: [&str; 12] = [
+    "admin",
+    "auth_state",
+    "created",
+    "groups",
+    "kind",
+    "last_activity",
+    "name",
+    "pending",
+    "roles",
+    "server",
+    "servers",
+    "user_info",
+];
+
+/// The keys of `keys` as a set of bits over [`USER_KEYS`].
+fn key_bits(keys: &[&str]) -> u16 {
+    keys.iter()
+        .filter_map(|k| USER_KEYS.iter().position(|u| u == k))
+        .fold(0, |bits, i| bits | (1 << i))
+}
+
+/// A user's model: the keys in `keys` (bits over [`USER_KEYS`]).
+/// Serializes straight to JSON, without building a [`Value`] first.
+struct UserModel<'a> {
+    user: &'a UserDetail,
+    keys: u16,
+}
+
+impl UserModel<'_> {
+    fn to_value(&self) -> Value {
+        // a map of strings, lists and nulls always converts
+        serde_json::to_value(self).unwrap_or_default()
+    }
+}
+
+impl Serialize for UserModel<'_> {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (d, u) = (self.user, &self.user.user);
+        let mut map = serializer.serialize_map(Some(self.keys.count_ones() as usize))?;
+        for (i, key) in USER_KEYS.iter().enumerate() {
+            if self.keys & (1 << i) == 0 {
+                continue;
+            }
+            match *key {
+                "admin" => map.serialize_entry(key, &u.admin)?,
+                "created" => map.serialize_entry(key, &u.created)?,
+                "groups" => map.serialize_entry(key, &d.groups)?,
+                "kind" => map.serialize_entry(key, "user")?,
+                "last_activity" => map.serialize_entry(key, &u.last_activity)?,
+                "name" => map.serialize_entry(key, &u.name)?,
+                "roles" => map.serialize_entry(key, &d.roles)?,
+                // no servers run yet in this version: the map is empty
+                // when it may be read at all
+                "servers" => map.serialize_entry(key, &Map::new())?,
+                // auth_state, pending, server, user_info
+                _ => map.serialize_entry(key, &())?,
+            }
+        }
+        map.end()
+    }
+}
+
+/// The models of users whose roles and groups are known.
+fn models_of<'a>(req: &Requester, users: &'a [UserDetail]) -> Vec<Option<UserModel<'a>>> {
+    // Keys that unfiltered scopes grant are the same for every user; only
+    // filtered scopes are checked user by user.
+    let mut always = 0;
+    let mut filtered = Vec::new();
+    for (scope, keys) in USER_ACCESS {
+        match req.parsed.get(*scope) {
+            Some(Filter::All) => always |= key_bits(keys),
+            Some(filter) => filtered.push((filter, key_bits(keys))),
+            None => {}
+        }
+    }
     let mut out = Vec::with_capacity(users.len());
-    for u in users {
-        let user_groups = groups.remove(&u.id).unwrap_or_default();
-        let user_roles = roles.remove(&u.id).unwrap_or_default();
-        let membership: std::collections::BTreeMap<String, BTreeSet<String>> =
-            [(u.name.clone(), user_groups.iter().cloned().collect())].into();
-        let mut allowed = BTreeSet::new();
-        for (scope, keys) in USER_ACCESS {
-            if let Some(filter) = req.parsed.get(*scope) {
-                if crate::scopes::covers(filter, Resource::User(&u.name), &membership) {
-                    allowed.extend(keys.iter().copied());
+    for d in users {
+        let mut keys = always;
+        if !filtered.is_empty() {
+            let membership: std::collections::BTreeMap<String, BTreeSet<String>> =
+                [(d.user.name.clone(), d.groups.iter().cloned().collect())].into();
+            for (filter, bits) in &filtered {
+                if crate::scopes::covers(filter, Resource::User(&d.user.name), &membership) {
+                    keys |= bits;
                 }
             }
         }
-        if allowed.is_empty() {
-            out.push(None);
-            continue;
-        }
-        let mut model = Map::new();
-        model.insert("kind".into(), json!("user"));
-        model.insert("name".into(), json!(u.name));
-        model.insert("admin".into(), json!(u.admin));
-        model.insert("roles".into(), json!(user_roles));
-        model.insert("groups".into(), json!(user_groups));
-        model.insert("server".into(), Value::Null);
-        model.insert("pending".into(), Value::Null);
-        model.insert("created".into(), json!(u.created));
-        model.insert("last_activity".into(), json!(u.last_activity));
-        model.insert("auth_state".into(), Value::Null);
-        model.insert("user_info".into(), Value::Null);
-        // no servers run yet in this version: the map is empty when it
-        // may be read at all
-        model.insert("servers".into(), json!({}));
-        out.push(Some(Value::Object(filter_model(model, &allowed))));
+        out.push((keys != 0).then_some(UserModel { user: d, keys }));
     }
-    Ok(out)
+    out
 }
 
 /// One user's model.
@@ -99,20 +161,15 @@ pub async fn user_model(st: &AppState, req: &Requester, user: &UserRow) -> ApiRe
         .unwrap_or_else(|| json!({})))
 }
 
-/// A service's model as the database knows it (`/user` for a service
-/// token, the deprecated token lookup).
-pub fn service_identity_model(st: &AppState, req: &Requester, name: &str, admin: bool) -> Value {
-    let url = st
-        .config
-        .services
-        .iter()
-        .find(|s| s.name == name)
-        .and_then(|s| s.url.clone());
-    let model = json!({
-        "kind": "service", "name": name, "admin": admin, "url": url, "pid": 0,
-        "info": null, "command": [], "prefix": "", "display": null,
-    });
-    super::services::filter_service(req, name, model)
+/// A service's model for identification (`/user` for a service token,
+/// the deprecated token lookup).
+pub async fn service_identity_model(
+    st: &AppState,
+    req: &Requester,
+    name: &str,
+    admin: bool,
+) -> ApiResult<Value> {
+    super::services::identity_model(st, req, name, admin).await
 }
 
 /// `GET /user`: the token owner's model, with the token's id, session and
@@ -132,10 +189,14 @@ pub async fn whoami(State(st): State<AppState>, mut req: Requester) -> ApiResult
                 .ok_or_else(|| ApiError::forbidden(crate::auth::MISSING_CREDENTIALS))?;
             user_model(&st, &req, &user).await?
         }
-        Principal::Service { name, admin, .. } => service_identity_model(&st, &req, name, *admin),
+        Principal::Service { name, admin, .. } => {
+            service_identity_model(&st, &req, name, *admin).await?
+        }
     };
     if let Value::Object(m) = &mut model {
-        m.insert("token_id".into(), json!(format!("a{}", req.token.id)));
+        if req.via == crate::auth::Via::Token {
+            m.insert("token_id".into(), json!(format!("a{}", req.token.id)));
+        }
         m.insert("session_id".into(), json!(req.token.session_id));
         m.insert("scopes".into(), json!(scopes));
     }
@@ -149,7 +210,7 @@ pub async fn list(
     headers: HeaderMap,
     OriginalUri(uri): OriginalUri,
     Query(query): Query<HashMap<String, String>>,
-) -> ApiResult<Json<Value>> {
+) -> ApiResult<Response> {
     let filter = req.need_some("list:users")?.clone();
     let mut q = UserQuery::default();
     let sort_param = query.get("sort").map(String::as_str).unwrap_or("id");
@@ -196,24 +257,29 @@ pub async fn list(
         };
         q.only = Some((set("user"), set("group")));
     }
-    let (rows, total) = st.db.list_users(&q).await?;
-    let items: Vec<Value> = user_models(&st, &req, &rows)
-        .await?
-        .into_iter()
-        .flatten()
-        .collect();
+    let users = st.db.list_users(&q).await?;
+    let items: Vec<UserModel<'_>> = models_of(&req, &users).into_iter().flatten().collect();
     if super::accepts_pagination(&headers) {
+        let items = Value::Array(items.iter().map(UserModel::to_value).collect());
+        // a page short of its limit ends the list: no need to count
+        let listed = users.len() as i64;
+        let total = if listed < q.limit && (listed > 0 || q.offset == 0) {
+            q.offset + listed
+        } else {
+            st.db.count_listed_users(&q).await?
+        };
         Ok(Json(paginated(
-            json!(items),
+            items,
             q.offset,
             q.limit,
             total,
             &headers,
             uri.path(),
             &query,
-        )))
+        ))
+        .into_response())
     } else {
-        Ok(Json(json!(items)))
+        Ok(Json(items).into_response())
     }
 }
 
@@ -289,11 +355,13 @@ pub async fn create_many(
         ));
     }
     let names = validated(&usernames)?;
+    let existing = st.db.existing_users(&names).await?;
+    let mut seen = std::collections::HashSet::new();
     let mut to_create: Vec<String> = Vec::new();
     for name in names {
-        if st.db.find_user(&name).await?.is_some() {
+        if existing.contains(&name) {
             tracing::warn!(user.name = %name, "user already exists");
-        } else if !to_create.contains(&name) {
+        } else if seen.insert(name.clone()) {
             to_create.push(name);
         }
     }
@@ -441,4 +509,67 @@ pub async fn delete(
     st.db.delete_user(user.id).await?;
     tracing::info!(by = %req.principal.name(), user.name = %name, "deleted user");
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn user_keys_are_sorted_and_cover_every_scope() {
+        // sorted: a model written directly has the key order of its Value
+        assert!(USER_KEYS.windows(2).all(|w| w[0] < w[1]));
+        for (scope, keys) in USER_ACCESS {
+            for key in *keys {
+                assert!(USER_KEYS.contains(key), "{scope} grants unknown key {key}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_model_serializes_as_its_value() {
+        let user = UserDetail {
+            user: UserRow {
+                id: 7,
+                name: "jhtest-a".into(),
+                admin: true,
+                created: "2026-01-02T03:04:05.000006Z".into(),
+                last_activity: None,
+            },
+            roles: vec!["user".into(), "admin".into()],
+            groups: vec!["g, with a comma".into()],
+        };
+        let all = UserModel {
+            user: &user,
+            keys: key_bits(&USER_KEYS),
+        };
+        assert_eq!(
+            all.to_value(),
+            json!({
+                "admin": true, "auth_state": null, "created": "2026-01-02T03:04:05.000006Z",
+                "groups": ["g, with a comma"], "kind": "user", "last_activity": null,
+                "name": "jhtest-a", "pending": null, "roles": ["user", "admin"],
+                "server": null, "servers": {}, "user_info": null,
+            })
+        );
+        for (_, keys) in USER_ACCESS {
+            let model = UserModel {
+                user: &user,
+                keys: key_bits(keys),
+            };
+            let direct = serde_json::to_string(&model).unwrap();
+            assert_eq!(direct, model.to_value().to_string());
+            let shown: Vec<String> = model
+                .to_value()
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            let mut wanted: Vec<&str> = keys.to_vec();
+            wanted.sort_unstable();
+            wanted.dedup();
+            assert_eq!(shown, wanted);
+        }
+    }
 }

@@ -8,7 +8,11 @@
 //! Operations that change several rows run in one transaction: a request
 //! that fails half-way leaves the database as it was.
 
+pub mod native;
+pub mod sessions;
 pub mod sqlite;
+
+pub use sessions::SessionUserRow;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -106,6 +110,17 @@ pub struct UserRow {
     pub created: String,
     /// Last activity, if any.
     pub last_activity: Option<String>,
+}
+
+/// A user with the names of its roles and groups: what its model shows.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UserDetail {
+    /// The user.
+    pub user: UserRow,
+    /// Its roles' names, in role order.
+    pub roles: Vec<String>,
+    /// Its groups' names, in group order.
+    pub groups: Vec<String>,
 }
 
 /// A group.
@@ -398,8 +413,9 @@ impl Db {
         }
     }
 
-    /// One page of users, and how many match in all.
-    pub async fn list_users(&self, query: &UserQuery) -> Result<(Vec<UserRow>, i64), DbError> {
+    /// One page of users, with their roles and groups: three queries on
+    /// one connection, however long the page.
+    pub async fn list_users(&self, query: &UserQuery) -> Result<Vec<UserDetail>, DbError> {
         let mut q = QueryBuilder::new(
             "SELECT u.id, u.name, u.admin, u.created, u.last_activity FROM users u",
         );
@@ -417,11 +433,47 @@ impl Db {
             .push_bind(query.limit)
             .push(" OFFSET ")
             .push_bind(query.offset);
-        let rows = q.build_query_as::<UserRow>().fetch_all(&self.pool).await?;
+        let mut conn = self.pool.acquire().await?;
+        let rows = q.build_query_as::<UserRow>().fetch_all(&mut *conn).await?;
+        details(&mut conn, rows).await
+    }
+
+    /// How many users match a listing's filters (whatever its page).
+    pub async fn count_listed_users(&self, query: &UserQuery) -> Result<i64, DbError> {
         let mut c = QueryBuilder::new("SELECT COUNT(*) FROM users u");
         Self::user_filter(&mut c, query);
         let total: (i64,) = c.build_query_as().fetch_one(&self.pool).await?;
-        Ok((rows, total.0))
+        Ok(total.0)
+    }
+
+    /// The roles and groups of each of `users`: two queries on one
+    /// connection.
+    pub async fn user_details(&self, users: Vec<UserRow>) -> Result<Vec<UserDetail>, DbError> {
+        if users.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut conn = self.pool.acquire().await?;
+        details(&mut conn, users).await
+    }
+
+    /// Which of `names` are users already.
+    pub async fn existing_users(
+        &self,
+        names: &[String],
+    ) -> Result<std::collections::BTreeSet<String>, DbError> {
+        let mut out = std::collections::BTreeSet::new();
+        // well under SQLite's limit on bound parameters per statement
+        for chunk in names.chunks(5000) {
+            let mut q = QueryBuilder::new("SELECT name FROM users WHERE name IN (");
+            let mut sep = q.separated(", ");
+            for n in chunk {
+                sep.push_bind(n.clone());
+            }
+            q.push(")");
+            let rows: Vec<(String,)> = q.build_query_as().fetch_all(&self.pool).await?;
+            out.extend(rows.into_iter().map(|r| r.0));
+        }
+        Ok(out)
     }
 
     /// How many servers are running (have a URL).
@@ -451,17 +503,24 @@ impl Db {
             .bind(now())
             .fetch_one(&mut *tx)
             .await?;
-            for role in ["user"].into_iter().chain(admin.then_some("admin")) {
-                sqlx::query(
-                    "INSERT INTO user_role_map (user_id, role_id) \
-                     SELECT $1, id FROM roles WHERE name = $2 ON CONFLICT DO NOTHING",
-                )
-                .bind(row.id)
-                .bind(role)
-                .execute(&mut *tx)
-                .await?;
-            }
             out.push(row);
+        }
+        // the roles of all of them in one statement per few thousand
+        let roles: &[&str] = if admin { &["user", "admin"] } else { &["user"] };
+        let ids: Vec<i64> = out.iter().map(|u| u.id).collect();
+        for chunk in ids.chunks(5000) {
+            let mut q = QueryBuilder::new(
+                "INSERT INTO user_role_map (user_id, role_id) SELECT u.id, r.id \
+                 FROM users u, roles r WHERE u.id IN ",
+            );
+            push_ids(&mut q, chunk);
+            q.push(" AND r.name IN (");
+            let mut sep = q.separated(", ");
+            for role in roles {
+                sep.push_bind(*role);
+            }
+            q.push(") ON CONFLICT DO NOTHING");
+            q.build().execute(&mut *tx).await?;
         }
         tx.commit().await?;
         Ok(out)
@@ -541,21 +600,7 @@ impl Db {
         &self,
         ids: &[i64],
     ) -> Result<BTreeMap<i64, Vec<String>>, DbError> {
-        let mut out: BTreeMap<i64, Vec<String>> = BTreeMap::new();
-        if ids.is_empty() {
-            return Ok(out);
-        }
-        let mut q = QueryBuilder::new(
-            "SELECT m.user_id, g.name FROM user_group_map m JOIN groups g ON g.id = m.group_id \
-             WHERE m.user_id IN ",
-        );
-        push_ids(&mut q, ids);
-        q.push(" ORDER BY g.id");
-        let rows: Vec<(i64, String)> = q.build_query_as().fetch_all(&self.pool).await?;
-        for (id, name) in rows {
-            out.entry(id).or_default().push(name);
-        }
-        Ok(out)
+        groups_of_users(&self.pool, ids).await
     }
 
     /// Group names of the users called `names`, by username.
@@ -589,22 +634,7 @@ impl Db {
         bearer: Bearer,
         ids: &[i64],
     ) -> Result<BTreeMap<i64, Vec<String>>, DbError> {
-        let mut out: BTreeMap<i64, Vec<String>> = BTreeMap::new();
-        if ids.is_empty() {
-            return Ok(out);
-        }
-        let (table, column) = bearer.table();
-        let mut q = QueryBuilder::new(format!(
-            "SELECT m.{column}, r.name FROM {table} m JOIN roles r ON r.id = m.role_id \
-             WHERE m.{column} IN "
-        ));
-        push_ids(&mut q, ids);
-        q.push(" ORDER BY r.id");
-        let rows: Vec<(i64, String)> = q.build_query_as().fetch_all(&self.pool).await?;
-        for (id, name) in rows {
-            out.entry(id).or_default().push(name);
-        }
-        Ok(out)
+        roles_of(&self.pool, bearer, ids).await
     }
 
     /// The raw scopes of every role a user has, directly or through a
@@ -655,6 +685,15 @@ impl Db {
         .fetch_one(&self.pool)
         .await?;
         Ok(id.0)
+    }
+
+    /// The raw scopes of the role called `name`, if there is one.
+    pub async fn role_scopes(&self, name: &str) -> Result<Option<Vec<String>>, DbError> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT scopes FROM roles WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.map(|r| flatten_scopes(vec![r])))
     }
 
     /// The id of the role called `name` (which must exist).
@@ -1066,6 +1105,70 @@ impl Db {
     }
 }
 
+/// The roles and groups of `users`, on one connection.
+async fn details(
+    conn: &mut sqlx::SqliteConnection,
+    users: Vec<UserRow>,
+) -> Result<Vec<UserDetail>, DbError> {
+    let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
+    let mut groups = groups_of_users(&mut *conn, &ids).await?;
+    let mut roles = roles_of(&mut *conn, Bearer::User, &ids).await?;
+    Ok(users
+        .into_iter()
+        .map(|user| UserDetail {
+            roles: roles.remove(&user.id).unwrap_or_default(),
+            groups: groups.remove(&user.id).unwrap_or_default(),
+            user,
+        })
+        .collect())
+}
+
+/// [`Db::groups_of_users`] on any connection.
+async fn groups_of_users<'e>(
+    db: impl sqlx::Executor<'e, Database = Sqlite>,
+    ids: &[i64],
+) -> Result<BTreeMap<i64, Vec<String>>, DbError> {
+    let mut out: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let mut q = QueryBuilder::new(
+        "SELECT m.user_id, g.name FROM user_group_map m JOIN groups g ON g.id = m.group_id \
+         WHERE m.user_id IN ",
+    );
+    push_ids(&mut q, ids);
+    q.push(" ORDER BY g.id");
+    let rows: Vec<(i64, String)> = q.build_query_as().fetch_all(db).await?;
+    for (id, name) in rows {
+        out.entry(id).or_default().push(name);
+    }
+    Ok(out)
+}
+
+/// [`Db::roles_of`] on any connection.
+async fn roles_of<'e>(
+    db: impl sqlx::Executor<'e, Database = Sqlite>,
+    bearer: Bearer,
+    ids: &[i64],
+) -> Result<BTreeMap<i64, Vec<String>>, DbError> {
+    let mut out: BTreeMap<i64, Vec<String>> = BTreeMap::new();
+    if ids.is_empty() {
+        return Ok(out);
+    }
+    let (table, column) = bearer.table();
+    let mut q = QueryBuilder::new(format!(
+        "SELECT m.{column}, r.name FROM {table} m JOIN roles r ON r.id = m.role_id \
+         WHERE m.{column} IN "
+    ));
+    push_ids(&mut q, ids);
+    q.push(" ORDER BY r.id");
+    let rows: Vec<(i64, String)> = q.build_query_as().fetch_all(db).await?;
+    for (id, name) in rows {
+        out.entry(id).or_default().push(name);
+    }
+    Ok(out)
+}
+
 fn flatten_scopes(rows: Vec<(String,)>) -> Vec<String> {
     let mut out = Vec::new();
     for (json,) in rows {
@@ -1121,15 +1224,51 @@ mod tests {
                 .is_err()
         );
         assert_eq!(db.count_users().await.unwrap(), 2);
-        let (page, total) = db
-            .list_users(&UserQuery {
-                limit: 1,
-                name_filter: Some("B".into()),
-                ..Default::default()
-            })
+        let query = UserQuery {
+            limit: 1,
+            name_filter: Some("B".into()),
+            ..Default::default()
+        };
+        let page = db.list_users(&query).await.unwrap();
+        let total = db.count_listed_users(&query).await.unwrap();
+        assert_eq!((page[0].user.name.as_str(), total), ("jhtest-b", 1));
+        // roles in role order, groups only for those in one
+        db.upsert_role("admin", None, &["admin:users".into()])
             .await
             .unwrap();
-        assert_eq!((page[0].name.as_str(), total), ("jhtest-b", 1));
+        db.create_users(&["jhtest-c".into()], true).await.unwrap();
+        let g = db.ensure_group("jhtest-g").await.unwrap();
+        let c = db.find_user("jhtest-c").await.unwrap().unwrap();
+        db.change_members(g, &[c.id], true).await.unwrap();
+        let all = UserQuery {
+            limit: 10,
+            descending: true,
+            ..Default::default()
+        };
+        let page = db.list_users(&all).await.unwrap();
+        let summary: Vec<(&str, Vec<String>, Vec<String>)> = page
+            .iter()
+            .map(|d| (d.user.name.as_str(), d.roles.clone(), d.groups.clone()))
+            .collect();
+        assert_eq!(
+            summary,
+            [
+                (
+                    "jhtest-c",
+                    vec!["user".into(), "admin".into()],
+                    vec!["jhtest-g".into()]
+                ),
+                ("jhtest-b", vec!["user".into()], vec![]),
+                ("jhtest-a", vec!["user".into()], vec![]),
+            ]
+        );
+        let details = db.user_details(vec![c]).await.unwrap();
+        assert_eq!(details[0], page[0]);
+        let known = db
+            .existing_users(&["jhtest-a".into(), "jhtest-x".into()])
+            .await
+            .unwrap();
+        assert_eq!(known.into_iter().collect::<Vec<_>>(), ["jhtest-a"]);
         db.close().await;
         let backup = Db::backup(&url).await.unwrap().unwrap();
         assert!(backup.exists());

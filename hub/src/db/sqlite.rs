@@ -13,6 +13,13 @@ use super::DbError;
 /// The connection pool type of this back end.
 pub type Pool = sqlx::SqlitePool;
 
+/// How many rows a query's worker thread may send ahead of the task that
+/// reads them. sqlx's default (50) is smaller than a page of users (up to
+/// `api_page_max_limit`, 200), and a full channel makes the worker and the
+/// task wake each other for every further row; with room for a whole page
+/// the worker runs through the query without waiting.
+const ROW_BUFFER: usize = 1024;
+
 /// Opens (creating if needed) the SQLite database at `path`.
 pub async fn connect(path: &Path) -> Result<Pool, DbError> {
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -26,9 +33,16 @@ pub async fn connect(path: &Path) -> Result<Pool, DbError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Normal)
         .foreign_keys(true)
-        .busy_timeout(Duration::from_secs(10));
+        .busy_timeout(Duration::from_secs(10))
+        .row_buffer_size(ROW_BUFFER);
     SqlitePoolOptions::new()
         .max_connections(8)
+        // sqlx pings a connection when it goes back to the pool (to finish
+        // what a cancelled query left behind) and, by default, once more
+        // when it is taken out, for connections a server may have closed
+        // meanwhile; a SQLite file cannot hang up, so the second ping would
+        // only add a round trip to the connection's thread to every query
+        .test_before_acquire(false)
         .connect_with(options)
         .await
         .map_err(|e| DbError::Open(format!("{}: {e}", path.display())))

@@ -97,7 +97,10 @@ pub async fn run_with_listener(
     )
     .map_err(|e| HubError::Startup(e.to_string()))?;
     drop(cookie_secret);
-    if !state.allow.any_allow_config() && loaded.config.authenticator.allowed_groups.is_empty() {
+    if !state.allow.any_allow_config()
+        && loaded.config.authenticator.allowed_groups.is_empty()
+        && !state.authenticator.has_own_allow_list()
+    {
         tracing::warn!(
             "no allow configuration (allowed_users, allowed_groups, allow_all, \
              allow_existing_users): nobody can log in"

@@ -479,16 +479,59 @@ fn open_signup_logs_in_without_approval_and_asks_email() {
     let home = user.get("/hub/home");
     assert_eq!(home.status, 200, "{home:?}");
     assert!(home.body.contains(USER));
+    // the home page links to the account's pages; only admins get the
+    // authorization page
+    assert!(
+        home.body.contains("href=\"/hub/change-password\""),
+        "{}",
+        home.body
+    );
+    assert!(
+        !home.body.contains("href=\"/hub/authorize\""),
+        "{}",
+        home.body
+    );
     // without lock-out (the default) failures never lock
     for _ in 0..5 {
         assert_refused(&hub, USER, "wrong-password", INVALID);
     }
     assert!(logged_in(&try_login(&hub, USER, USER_PASSWORD).0));
     let mut admin = admin_browser(&hub);
+    let admin_home = admin.get("/hub/home");
+    assert!(
+        admin_home.body.contains("href=\"/hub/change-password\"")
+            && admin_home.body.contains("href=\"/hub/authorize\""),
+        "{}",
+        admin_home.body
+    );
     let row = row_of(&mut admin, USER).expect("listed");
     assert!(
         row.contains("user1@example.org") && row.contains("<td>Yes</td>"),
         "{row}"
+    );
+}
+
+/// Approval is the native authenticator's allow list: no warning that
+/// nobody can log in without `[authenticator]` allow rules (which PAM
+/// gets, with the same configuration).
+#[test]
+fn no_allow_rules_warning_for_native_only() {
+    let native = native_hub("allowed_groups = []");
+    let pam = TestHub::start_with(&Setup {
+        authenticator_class: "pam".into(),
+        authenticator: "allowed_groups = []".into(),
+        ..Setup::default()
+    });
+    // both have logged their start-up by the time they answer
+    assert!(
+        pam.log().contains("nobody can log in"),
+        "pam without allow rules warns:\n{}",
+        pam.log()
+    );
+    assert!(
+        !native.log().contains("nobody can log in"),
+        "native warned:\n{}",
+        native.log()
     );
 }
 

@@ -108,6 +108,18 @@ pub trait Authenticator: Send + Sync + 'static {
     fn login_footer(&self) -> Option<Markup> {
         None
     }
+
+    /// Links to this authenticator's own pages for the home page, as
+    /// (URL, label), for a user who is an admin or not.
+    fn home_links(&self, _admin: bool) -> Vec<(&'static str, &'static str)> {
+        Vec::new()
+    }
+
+    /// Whether the authenticator keeps its own list of who may log in
+    /// (so that no `[authenticator]` allow configuration is needed).
+    fn has_own_allow_list(&self) -> bool {
+        false
+    }
 }
 
 /// Why no authenticator could be made.

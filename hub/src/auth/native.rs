@@ -595,6 +595,19 @@ impl Authenticator for NativeAuthenticator {
     fn login_footer(&self) -> Option<Markup> {
         self.enable_signup.then(crate::pages::native::login_footer)
     }
+
+    fn home_links(&self, admin: bool) -> Vec<(&'static str, &'static str)> {
+        use crate::pages::native as p;
+        let mut links = vec![(p::CHANGE_PASSWORD_URL, "Change password")];
+        if admin {
+            links.push((p::AUTHORIZE_URL, "Authorize users"));
+        }
+        links
+    }
+
+    fn has_own_allow_list(&self) -> bool {
+        true
+    }
 }
 
 #[cfg(test)]

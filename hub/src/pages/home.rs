@@ -1,8 +1,11 @@
 //! `/hub/home` and the redirects of `/` and `/hub/`.
 
+use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
+
+use crate::app::AppState;
 
 use super::{Browser, HOME_URL, LOGIN_URL, LOGOUT_URL, LoggedIn, layout, page};
 
@@ -17,7 +20,8 @@ pub async fn root(browser: Browser) -> Response {
 }
 
 /// `GET /hub/home`: who is logged in, and (later) their server.
-pub async fn home(LoggedIn { browser, user }: LoggedIn) -> Response {
+pub async fn home(State(st): State<AppState>, LoggedIn { browser, user }: LoggedIn) -> Response {
+    let links = st.authenticator.home_links(user.admin);
     let body = html! {
         h1 { "Home" }
         p {
@@ -28,6 +32,15 @@ pub async fn home(LoggedIn { browser, user }: LoggedIn) -> Response {
         }
         // The user's server: its status and the start/stop controls.
         section id="server" aria-label="Your server" {}
+        @if !links.is_empty() {
+            nav aria-label="Account" {
+                ul {
+                    @for (url, label) in &links {
+                        li { a href=(url) { (label) } }
+                    }
+                }
+            }
+        }
         form method="post" action=(LOGOUT_URL) {
             (browser.xsrf_field())
             button type="submit" { "Logout" }

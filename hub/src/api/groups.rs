@@ -87,24 +87,11 @@ fn check_group_name(name: &str) -> ApiResult<()> {
 }
 
 fn check_group_model(model: &Map<String, Value>) -> ApiResult<()> {
-    for (key, value) in model {
-        let ok = match key.as_str() {
-            "name" => value.is_string(),
-            "users" | "roles" => value.is_array(),
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid JSON keys: {}",
-                    Value::Object(model.clone())
-                )));
-            }
-        };
-        if !ok {
-            return Err(ApiError::bad_request(format!(
-                "group.{key} has the wrong type"
-            )));
-        }
-    }
-    Ok(())
+    super::check_model("group", model, |key, value| match key {
+        "name" => Some(value.is_string()),
+        "users" | "roles" => Some(value.is_array()),
+        _ => None,
+    })
 }
 
 /// Row ids of existing users, by (normalized) name; 400 for any unknown.

@@ -262,3 +262,30 @@ pub fn string_list(value: &Value, what: &str) -> ApiResult<Vec<String>> {
         .map(|v| v.as_str().map(str::to_owned).ok_or_else(bad))
         .collect()
 }
+
+/// Checks the keys and value types of a posted `kind` model: `typed`
+/// says whether a known key's value has the right type, `None` for an
+/// unknown key (JupyterHub's "Invalid JSON keys" answer).
+fn check_model(
+    kind: &str,
+    model: &serde_json::Map<String, serde_json::Value>,
+    typed: impl Fn(&str, &serde_json::Value) -> Option<bool>,
+) -> ApiResult<()> {
+    for (key, value) in model {
+        match typed(key, value) {
+            Some(true) => {}
+            Some(false) => {
+                return Err(ApiError::bad_request(format!(
+                    "{kind}.{key} has the wrong type"
+                )));
+            }
+            None => {
+                return Err(ApiError::bad_request(format!(
+                    "Invalid JSON keys: {}",
+                    serde_json::Value::Object(model.clone())
+                )));
+            }
+        }
+    }
+    Ok(())
+}

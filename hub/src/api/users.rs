@@ -284,26 +284,13 @@ pub async fn list(
 }
 
 fn check_user_model(model: &Map<String, Value>) -> ApiResult<()> {
-    for (key, value) in model {
-        let ok = match key.as_str() {
-            "name" => value.is_string(),
-            "admin" => value.is_boolean(),
-            "groups" | "roles" => value.is_array(),
-            "auth_state" => value.is_object(),
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "Invalid JSON keys: {}",
-                    Value::Object(model.clone())
-                )));
-            }
-        };
-        if !ok {
-            return Err(ApiError::bad_request(format!(
-                "user.{key} has the wrong type"
-            )));
-        }
-    }
-    Ok(())
+    super::check_model("user", model, |key, value| match key {
+        "name" => Some(value.is_string()),
+        "admin" => Some(value.is_boolean()),
+        "groups" | "roles" => Some(value.is_array()),
+        "auth_state" => Some(value.is_object()),
+        _ => None,
+    })
 }
 
 /// Normalizes and validates every name; 400 naming the rule if any fails.

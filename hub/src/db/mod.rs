@@ -917,21 +917,14 @@ impl Db {
         &self,
         ids: &[i64],
     ) -> Result<BTreeMap<i64, Vec<String>>, DbError> {
-        let mut out: BTreeMap<i64, Vec<String>> = BTreeMap::new();
-        if ids.is_empty() {
-            return Ok(out);
-        }
-        let mut q = QueryBuilder::new(
+        names_by_id(
+            &self.pool,
             "SELECT m.group_id, u.name FROM user_group_map m JOIN users u ON u.id = m.user_id \
              WHERE m.group_id IN ",
-        );
-        push_ids(&mut q, ids);
-        q.push(" ORDER BY u.id");
-        let rows: Vec<(i64, String)> = q.build_query_as().fetch_all(&self.pool).await?;
-        for (id, name) in rows {
-            out.entry(id).or_default().push(name);
-        }
-        Ok(out)
+            ids,
+            " ORDER BY u.id",
+        )
+        .await
     }
 
     // --- services --------------------------------------------------------
@@ -1128,16 +1121,31 @@ async fn groups_of_users<'e>(
     db: impl sqlx::Executor<'e, Database = Sqlite>,
     ids: &[i64],
 ) -> Result<BTreeMap<i64, Vec<String>>, DbError> {
+    names_by_id(
+        db,
+        "SELECT m.user_id, g.name FROM user_group_map m JOIN groups g ON g.id = m.group_id \
+         WHERE m.user_id IN ",
+        ids,
+        " ORDER BY g.id",
+    )
+    .await
+}
+
+/// Runs `select` (which yields `(id, name)` rows and ends in `IN `) over
+/// `ids`, then `order`, and groups the names by id, in row order.
+async fn names_by_id<'e>(
+    db: impl sqlx::Executor<'e, Database = Sqlite>,
+    select: &str,
+    ids: &[i64],
+    order: &str,
+) -> Result<BTreeMap<i64, Vec<String>>, DbError> {
     let mut out: BTreeMap<i64, Vec<String>> = BTreeMap::new();
     if ids.is_empty() {
         return Ok(out);
     }
-    let mut q = QueryBuilder::new(
-        "SELECT m.user_id, g.name FROM user_group_map m JOIN groups g ON g.id = m.group_id \
-         WHERE m.user_id IN ",
-    );
+    let mut q = QueryBuilder::new(select);
     push_ids(&mut q, ids);
-    q.push(" ORDER BY g.id");
+    q.push(order);
     let rows: Vec<(i64, String)> = q.build_query_as().fetch_all(db).await?;
     for (id, name) in rows {
         out.entry(id).or_default().push(name);
@@ -1151,22 +1159,12 @@ async fn roles_of<'e>(
     bearer: Bearer,
     ids: &[i64],
 ) -> Result<BTreeMap<i64, Vec<String>>, DbError> {
-    let mut out: BTreeMap<i64, Vec<String>> = BTreeMap::new();
-    if ids.is_empty() {
-        return Ok(out);
-    }
     let (table, column) = bearer.table();
-    let mut q = QueryBuilder::new(format!(
+    let select = format!(
         "SELECT m.{column}, r.name FROM {table} m JOIN roles r ON r.id = m.role_id \
          WHERE m.{column} IN "
-    ));
-    push_ids(&mut q, ids);
-    q.push(" ORDER BY r.id");
-    let rows: Vec<(i64, String)> = q.build_query_as().fetch_all(db).await?;
-    for (id, name) in rows {
-        out.entry(id).or_default().push(name);
-    }
-    Ok(out)
+    );
+    names_by_id(db, &select, ids, " ORDER BY r.id").await
 }
 
 fn flatten_scopes(rows: Vec<(String,)>) -> Vec<String> {

@@ -9,6 +9,7 @@
 //! that fails half-way leaves the database as it was.
 
 pub mod native;
+pub mod oauth;
 pub mod sessions;
 pub mod sqlite;
 

@@ -224,6 +224,7 @@ pub async fn init_from_config(
     db.delete_services_except(&service_names).await?;
     db.delete_service_tokens_except(CONFIG_TOKEN_NOTE, &kept_tokens)
         .await?;
+    crate::oauth::sync_service_clients(db, config, secrets).await?;
 
     // role assignments: a list given in the config is the exact list
     for r in &config.roles {
@@ -333,6 +334,7 @@ pub fn router(st: AppState) -> Router {
     let pages = crate::pages::router(&st);
     Router::new()
         .route("/hub/api/", get(api::info::root))
+        .merge(crate::oauth::api_routes())
         .nest("/hub/api", api)
         .merge(pages)
         .route("/hub/health", get(health))

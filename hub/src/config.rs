@@ -135,6 +135,9 @@ pub struct HubConfig {
     pub authenticate_prometheus: bool,
     /// How long a browser login lasts, in days.
     pub cookie_max_age_days: f64,
+    /// Lifetime of the OAuth access tokens servers and services get for
+    /// a browser, in seconds (unset: the login's, `cookie_max_age_days`).
+    pub oauth_token_expires_in: Option<u64>,
 }
 
 impl Default for HubConfig {
@@ -157,6 +160,7 @@ impl Default for HubConfig {
             activity_resolution: 30,
             authenticate_prometheus: true,
             cookie_max_age_days: 14.0,
+            oauth_token_expires_in: None,
         }
     }
 }
@@ -304,6 +308,17 @@ pub struct ServiceConfig {
     pub info: serde_json::Map<String, serde_json::Value>,
     /// The command of a hub-managed service (started by a later version).
     pub command: Vec<String>,
+    /// Its OAuth client id (default `service-NAME`; must start with
+    /// `service-`).
+    pub oauth_client_id: Option<String>,
+    /// Where the hub sends its OAuth codes (default, with a `url`:
+    /// `/services/NAME/oauth_callback`).
+    pub oauth_redirect_uri: Option<String>,
+    /// Whether users log in to it without the "Authorize access" page.
+    pub oauth_no_confirm: bool,
+    /// The most its OAuth tokens may carry, besides identifying the user
+    /// and accessing the service.
+    pub oauth_client_allowed_scopes: Vec<String>,
 }
 
 /// One `[[roles]]` entry. A member list that is given replaces the role's
@@ -748,6 +763,18 @@ impl Config {
                     ));
                 }
             }
+            crate::oauth::check_service_config(s, secrets.service_tokens.contains_key(&s.name))
+                .map_err(|(k, m)| key_error(format!("services[{i}].{k}"), m))?;
+        }
+        if self
+            .hub
+            .oauth_token_expires_in
+            .is_some_and(|s| s == 0 || s > MAX_OAUTH_TOKEN_SECS)
+        {
+            return Err(key_error(
+                "hub.oauth_token_expires_in",
+                format!("expected a number of seconds from 1 to {MAX_OAUTH_TOKEN_SECS}"),
+            ));
         }
         for (i, r) in self.roles.iter().enumerate() {
             let key = format!("roles[{i}]");
@@ -778,6 +805,9 @@ impl Config {
         Ok(())
     }
 }
+
+/// The longest `hub.oauth_token_expires_in`: ten years.
+const MAX_OAUTH_TOKEN_SECS: u64 = 10 * 365 * 86_400;
 
 /// Role names as JupyterHub allows them: 3-255 characters, lowercase ASCII
 /// letters, digits and `-._~`, starting with a letter and ending with a

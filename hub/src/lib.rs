@@ -17,6 +17,8 @@
 //! - [`session`]: browser sessions (signed cookies) and XSRF tokens;
 //! - [`api`]: the REST API under `/hub/api`;
 //! - [`pages`]: the server-rendered pages (login, logout, home);
+//! - [`oauth`]: the OAuth2 provider that logs browsers in to servers and
+//!   services;
 //! - [`app`]: shared state, the router, and start-up from configuration;
 //! - [`proxy_client`], [`metrics`], [`error`].
 #![forbid(unsafe_code)]
@@ -29,6 +31,7 @@ pub mod db;
 pub mod error;
 pub mod metrics;
 pub mod names;
+pub mod oauth;
 pub mod pages;
 pub mod proxy_client;
 pub mod scopes;

@@ -61,6 +61,7 @@ pub fn router(st: &AppState) -> Router<AppState> {
         .route(LOGIN_URL, get(login::form).post(login::submit))
         .route(LOGOUT_URL, get(login::logout).post(login::logout_post))
         .merge(st.authenticator.routes())
+        .merge(crate::oauth::page_routes())
         .layer(axum::middleware::from_fn_with_state(
             st.clone(),
             browser_cookie,
@@ -267,6 +268,14 @@ impl Form {
         self.0
             .iter()
             .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// Every value of field `name`, in order.
+    pub fn get_all<'a>(&'a self, name: &'a str) -> impl Iterator<Item = &'a str> + 'a {
+        self.0
+            .iter()
+            .filter(move |(k, _)| k == name)
             .map(|(_, v)| v.as_str())
     }
 }

@@ -17,8 +17,7 @@
 //! checks are in `hub_api_core`), `POST /authorizations/token` (removed
 //! in JupyterHub 2.0: a 404 there and here, checked in `hub_api_scopes`),
 //! and the spec's operations this version of the hub does not implement
-//! (servers, activity, shares, share codes, `PATCH /proxy`, OAuth,
-//! cookies).
+//! (servers, activity, shares, share codes, `PATCH /proxy`, cookies).
 //!
 //! Bounds: a fixed number of examples per operation and a fixed seed
 //! (`JHUB_SCHEMATHESIS_SEED` picks another one to explore), one worker,
@@ -63,6 +62,8 @@ const OPERATIONS: &[&str] = &[
     "get-proxy",
     "post-proxy",
     "get-auth-token",
+    "get-oauth-authorize",
+    "post-oauth-token",
 ];
 
 /// Examples per operation and phase.

@@ -71,11 +71,15 @@ impl Db {
     }
 
     /// Ends the session stored as `hashed`, with the OAuth tokens issued
-    /// in it (their `session_id` is the session's stored hash), in one
-    /// transaction.
+    /// in it and the codes not yet exchanged (their `session_id` is the
+    /// session's stored hash), in one transaction.
     pub async fn delete_session(&self, hashed: &str) -> Result<(), DbError> {
         let mut tx = self.pool.begin().await?;
         sqlx::query("DELETE FROM api_tokens WHERE session_id = $1")
+            .bind(hashed)
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM oauth_codes WHERE session_id = $1")
             .bind(hashed)
             .execute(&mut *tx)
             .await?;

@@ -379,10 +379,19 @@ async fn own_server_flow_with_pkce() {
         .await;
     assert_eq!(tokens.status, StatusCode::FORBIDDEN, "{}", tokens.body);
 
-    // logging out of the hub revokes the tokens of that browser session
+    // logging out of the hub revokes the tokens of that browser session,
+    // and the codes it has not exchanged yet
+    let pending = hub
+        .get(&authorize_url(&[]), Some(&owner))
+        .await
+        .location_param("code")
+        .unwrap();
     let out = hub.get("/hub/logout", Some(&owner)).await;
     assert!(out.status.is_redirection());
     assert_eq!(hub.whoami(&token).await.status, StatusCode::FORBIDDEN);
+    let late = hub.exchange(&pending, &[]).await;
+    assert_eq!(late.status, StatusCode::BAD_REQUEST, "{}", late.body);
+    assert_eq!(late.json()["error"], "invalid_grant");
 }
 
 #[tokio::test]

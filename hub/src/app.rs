@@ -48,6 +48,12 @@ pub struct Inner {
     pub allow: AllowRules,
     /// The keys of browser sessions (from the cookie secret).
     pub sessions: SessionKeys,
+    /// Users' servers under way.
+    pub servers: crate::spawner::Servers,
+    /// The client that asks starting servers whether they answer.
+    pub probe: reqwest::Client,
+    /// The proxy process, when the hub starts it.
+    pub proxy_process: Option<crate::proxy_process::ProxyProcess>,
     shutdown: watch::Sender<bool>,
 }
 
@@ -86,6 +92,21 @@ impl AppState {
                 .unwrap_or(&config.hub.hub_bind_url),
         );
         let proxy = ProxyClient::new(&config.proxy.api_url, secrets.proxy_auth_token.clone());
+        let proxy_process = match (&secrets.proxy_auth_token, config.proxy.should_start) {
+            (Some(token), true) => Some(
+                crate::proxy_process::ProxyProcess::from_config(&config, token.clone())
+                    .map_err(BuildError)?,
+            ),
+            _ => None,
+        };
+        let helper = crate::spawner::helper::Helper::new(config.spawner.sudospawner_path.clone());
+        let probe = reqwest::Client::builder()
+            .connect_timeout(std::time::Duration::from_secs(1))
+            .timeout(std::time::Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .no_proxy()
+            .build()
+            .unwrap_or_default();
         let inner = Inner {
             db,
             config: Arc::new(config),
@@ -95,6 +116,9 @@ impl AppState {
             authenticator,
             allow,
             sessions,
+            servers: crate::spawner::Servers::new(helper),
+            probe,
+            proxy_process,
             shutdown: tx,
         };
         Ok((Self(Arc::new(inner)), rx))
@@ -105,22 +129,11 @@ impl AppState {
         self.shutdown.send_replace(true);
     }
 
-    /// Makes sure the proxy routes `/` to the hub and each service's
-    /// prefix to the service.
+    /// Makes sure the proxy routes `/` to the hub, each service's prefix
+    /// to the service and each running server's prefix to the server, and
+    /// nothing to servers that stopped.
     pub async fn sync_proxy(&self) -> Result<(), ProxyError> {
-        let current = self.proxy.get_routes().await?;
-        for (spec, target, data) in api::proxy::wanted_routes(self) {
-            let ok = current
-                .get(&spec)
-                .and_then(|r| r.get("target"))
-                .and_then(|t| t.as_str())
-                .is_some_and(|t| t == target);
-            if !ok {
-                tracing::info!(route = %spec, target = %target, "adding proxy route");
-                self.proxy.add_route(&spec, &target, data).await?;
-            }
-        }
-        Ok(())
+        crate::spawner::reconcile_routes(self).await.map(|_| ())
     }
 }
 
@@ -287,6 +300,27 @@ pub fn router(st: AppState) -> Router {
                 .patch(api::users::patch)
                 .delete(api::users::delete),
         )
+        .route(
+            "/users/{name}/server",
+            get(api::servers::get_default)
+                .post(api::servers::start_default)
+                .delete(api::servers::stop_default),
+        )
+        .route(
+            "/users/{name}/servers/{server}",
+            get(api::servers::get_named)
+                .post(api::servers::start_named)
+                .delete(api::servers::stop_named),
+        )
+        .route(
+            "/users/{name}/server/progress",
+            get(api::servers::progress_default),
+        )
+        .route(
+            "/users/{name}/servers/{server}/progress",
+            get(api::servers::progress_named),
+        )
+        .route("/users/{name}/activity", post(api::servers::activity))
         .route(
             "/users/{name}/tokens",
             get(api::tokens::list).post(api::tokens::create),

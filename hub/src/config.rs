@@ -245,6 +245,11 @@ pub struct SpawnerConfig {
     pub http_timeout: u64,
     /// Extra flags for the server.
     pub args: Vec<String>,
+    /// Seconds between polls of each running server.
+    pub poll_interval: u64,
+    /// An HTML form shown before a start; its fields become
+    /// `user_options` (empty: no form).
+    pub options_form: String,
 }
 
 impl Default for SpawnerConfig {
@@ -255,6 +260,8 @@ impl Default for SpawnerConfig {
             start_timeout: 60,
             http_timeout: 30,
             args: Vec::new(),
+            poll_interval: 30,
+            options_form: String::new(),
         }
     }
 }
@@ -274,6 +281,11 @@ pub struct ProxyConfig {
     pub auth_token: Option<Secret>,
     /// A file holding the proxy API token.
     pub auth_token_file: Option<PathBuf>,
+    /// Seconds between checks that the proxy runs and has every route.
+    pub check_running_interval: u64,
+    /// Where the hub keeps the pid of the proxy it started (default:
+    /// `jhub-proxy.pid` beside the cookie secret).
+    pub pid_file: Option<PathBuf>,
 }
 
 impl Default for ProxyConfig {
@@ -284,6 +296,8 @@ impl Default for ProxyConfig {
             command: vec!["jhub-proxy".into()],
             auth_token: None,
             auth_token_file: None,
+            check_running_interval: 5,
+            pid_file: None,
         }
     }
 }

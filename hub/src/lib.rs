@@ -34,9 +34,11 @@ pub mod names;
 pub mod oauth;
 pub mod pages;
 pub mod proxy_client;
+pub mod proxy_process;
 pub mod scopes;
 pub mod secret;
 pub mod session;
+pub mod spawner;
 
 use std::future::Future;
 
@@ -92,13 +94,18 @@ pub async fn run_with_listener(
     )
     .map_err(|e| HubError::Startup(e.to_string()))?;
     let db = open_database(&loaded, false).await?;
-    let (state, mut stop) = AppState::new(
-        db.clone(),
-        loaded.config.clone(),
-        &loaded.secrets,
-        &cookie_secret,
-    )
-    .map_err(|e| HubError::Startup(e.to_string()))?;
+    let mut secrets = loaded.secrets.clone();
+    if secrets.proxy_auth_token.is_none() && loaded.config.proxy.should_start {
+        // The proxy the hub starts gets a token kept beside the cookie
+        // secret (0600), so that the next hub can adopt the proxy.
+        let path = proxy_token_path(&loaded.config);
+        let bytes = secret::load_cookie_secret(None, &path)
+            .map_err(|e| HubError::Startup(format!("proxy token: {e}")))?;
+        secrets.proxy_auth_token = Some(config::Secret::new(secret::hex(&bytes)));
+    }
+    let (state, mut stop) =
+        AppState::new(db.clone(), loaded.config.clone(), &secrets, &cookie_secret)
+            .map_err(|e| HubError::Startup(e.to_string()))?;
     drop(cookie_secret);
     if !state.allow.any_allow_config()
         && loaded.config.authenticator.allowed_groups.is_empty()
@@ -122,18 +129,24 @@ pub async fn run_with_listener(
         }
     });
 
+    if let Some(proxy) = &state.proxy_process {
+        proxy
+            .start_or_adopt(&state.proxy)
+            .await
+            .map_err(HubError::Startup)?;
+    }
+    spawner::adopt(&state)
+        .await
+        .map_err(|e| HubError::Startup(format!("cannot check the servers: {e}")))?;
     let proxy_state = state.clone();
     tokio::spawn(async move {
         match proxy_state.sync_proxy().await {
             Ok(()) => tracing::info!("proxy routes are in place"),
             Err(e) => {
-                if proxy_state.config.proxy.should_start {
-                    tracing::warn!(error = %e, "proxy not reachable (starting it is not supported by this version yet)");
-                } else {
-                    tracing::warn!(error = %e, "proxy not reachable; routes will be added by POST /hub/api/proxy");
-                }
+                tracing::warn!(error = %e, "proxy not reachable; its routes are checked every {}s", proxy_state.config.proxy.check_running_interval);
             }
         }
+        spawner::watch(proxy_state);
     });
 
     let local = listener.local_addr()?;
@@ -150,6 +163,16 @@ pub async fn run_with_listener(
         .await?;
     db.close().await;
     Ok(())
+}
+
+/// Where the generated proxy token is kept: beside the cookie secret.
+fn proxy_token_path(config: &config::Config) -> std::path::PathBuf {
+    config
+        .hub
+        .cookie_secret_file
+        .parent()
+        .unwrap_or_else(|| std::path::Path::new("."))
+        .join("proxy_auth_token")
 }
 
 /// Completes on SIGINT or SIGTERM.

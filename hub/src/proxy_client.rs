@@ -144,4 +144,21 @@ impl ProxyClient {
             .await
             .map(|_| ())
     }
+
+    /// Deletes a route; a missing route is not an error.
+    pub async fn delete_route(&self, spec: &str) -> Result<(), ProxyError> {
+        let path = spec.trim_end_matches('/');
+        let path = if path.starts_with('/') {
+            path.to_owned()
+        } else {
+            format!("/{path}")
+        };
+        match self
+            .send(self.request(reqwest::Method::DELETE, &path))
+            .await
+        {
+            Ok(_) | Err(ProxyError::Status { status: 404, .. }) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
 }

@@ -65,6 +65,11 @@ pub struct Setup {
     /// rather than as the test's user; needs root. The hub's directory is
     /// given to the account and the binary copied into it.
     pub run_as: Option<String>,
+    /// More lines for the `[hub]` section.
+    pub hub_extra: String,
+    /// The whole `[proxy]` section's lines, instead of the default
+    /// (an external proxy at `proxy_api_url`, not started by the hub).
+    pub proxy_section: Option<String>,
 }
 
 /// The hub's login cookie.
@@ -95,6 +100,8 @@ impl Default for Setup {
             authenticator_class: "dummy".into(),
             authenticator: format!("password = \"{DUMMY_PASSWORD}\"\n"),
             run_as: None,
+            hub_extra: String::new(),
+            proxy_section: None,
         }
     }
 }
@@ -142,14 +149,13 @@ hub_bind_url = "http://127.0.0.1:{port}"
 db_url = "sqlite://{dir}/jhub.sqlite"
 cookie_secret_file = "{dir}/cookie_secret"
 authenticator_class = "{authenticator_class}"
+{hub_extra}
 
 [authenticator]
 {authenticator}
 
 [proxy]
-api_url = "{proxy_api_url}"
-should_start = false
-auth_token = "{PROXY_TOKEN}"
+{proxy}
 
 [[services]]
 name = "{SERVICE}"
@@ -163,10 +169,14 @@ services = ["{SERVICE}"]
 {extra}
 "#,
         dir = dir.display(),
-        proxy_api_url = setup
-            .proxy_api_url
-            .clone()
-            .unwrap_or_else(|| format!("http://127.0.0.1:{}", free_port())),
+        hub_extra = setup.hub_extra,
+        proxy = setup.proxy_section.clone().unwrap_or_else(|| format!(
+            "api_url = \"{}\"\nshould_start = false\nauth_token = \"{PROXY_TOKEN}\"\n",
+            setup
+                .proxy_api_url
+                .clone()
+                .unwrap_or_else(|| format!("http://127.0.0.1:{}", free_port()))
+        )),
         scopes = scopes.join(", "),
         extra = setup.extra,
         authenticator_class = setup.authenticator_class,
@@ -255,6 +265,20 @@ impl TestHub {
         }
         fs::set_permissions(self.dir.path(), fs::Permissions::from_mode(0o700))
             .expect("chmod the hub's directory");
+    }
+
+    /// Kills the hub with SIGKILL (as a crash would) and waits for it.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _already_gone = child.kill();
+            let _status = child.wait();
+        }
+    }
+
+    /// Starts the hub again on the same directory (after [`Self::stop`]
+    /// or [`Self::kill`]) and waits until it is healthy.
+    pub fn start_again(&mut self) {
+        self.launch();
     }
 
     fn launch(&mut self) {

@@ -24,3 +24,4 @@ pub mod hub;
 pub mod jupyterhub;
 pub mod privileged;
 pub mod proxy;
+pub mod stack;

@@ -4,6 +4,7 @@
 pub mod groups;
 pub mod info;
 pub mod proxy;
+pub mod servers;
 pub mod services;
 pub mod tokens;
 pub mod users;

@@ -57,9 +57,9 @@ pub async fn sync(State(st): State<AppState>, req: Requester) -> ApiResult<Statu
     Ok(StatusCode::OK)
 }
 
-/// The routes the hub owns: `/` to itself, and one per service with a
-/// URL.
-pub fn wanted_routes(st: &AppState) -> Vec<(String, String, serde_json::Map<String, Value>)> {
+/// The routes the hub owns besides its users' servers: `/` to itself,
+/// and one per service with a URL.
+pub fn static_routes(st: &AppState) -> Vec<(String, String, serde_json::Map<String, Value>)> {
     let mut out = Vec::new();
     let mut hub = serde_json::Map::new();
     hub.insert("hub".into(), json!(true));

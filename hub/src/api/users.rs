@@ -50,7 +50,8 @@ pub async fn user_models(
     users: &[UserRow],
 ) -> ApiResult<Vec<Option<Value>>> {
     let details = st.db.user_details(users.to_vec()).await?;
-    Ok(models_of(req, &details)
+    let views = server_views(st, req, &details);
+    Ok(models_of(req, &details, &views)
         .into_iter()
         .map(|m| m.map(|m| m.to_value()))
         .collect())
@@ -85,6 +86,48 @@ fn key_bits(keys: &[&str]) -> u16 {
 struct UserModel<'a> {
     user: &'a UserDetail,
     keys: u16,
+    servers: &'a ServersView,
+}
+
+/// What a user model shows of the user's servers.
+#[derive(Debug, Default)]
+pub struct ServersView {
+    /// `servers`: each server's model, by name.
+    models: Map<String, Value>,
+    /// `server`: the default server's URL when it is ready.
+    server: Option<String>,
+    /// `pending`: the default server's pending operation.
+    pending: Option<String>,
+}
+
+/// The servers' part of each user's model.
+fn server_views(st: &AppState, req: &Requester, users: &[UserDetail]) -> Vec<ServersView> {
+    let with_state = req.parsed.contains_key("admin:server_state");
+    users
+        .iter()
+        .map(|d| {
+            let mut view = ServersView::default();
+            for s in &d.servers {
+                let model = crate::spawner::server_model(st, &d.user.name, s, false);
+                if s.name.is_empty() {
+                    view.pending = model["pending"].as_str().map(str::to_owned);
+                    if model["ready"] == Value::Bool(true) {
+                        view.server = model["url"].as_str().map(str::to_owned);
+                    }
+                }
+                // JupyterHub lists servers that run or are under way
+                if model["stopped"] == Value::Bool(false) {
+                    let model = if with_state {
+                        crate::spawner::server_model(st, &d.user.name, s, true)
+                    } else {
+                        model
+                    };
+                    view.models.insert(s.name.clone(), model);
+                }
+            }
+            view
+        })
+        .collect()
 }
 
 impl UserModel<'_> {
@@ -110,10 +153,10 @@ impl Serialize for UserModel<'_> {
                 "last_activity" => map.serialize_entry(key, &u.last_activity)?,
                 "name" => map.serialize_entry(key, &u.name)?,
                 "roles" => map.serialize_entry(key, &d.roles)?,
-                // no servers run yet in this version: the map is empty
-                // when it may be read at all
-                "servers" => map.serialize_entry(key, &Map::new())?,
-                // auth_state, pending, server, user_info
+                "servers" => map.serialize_entry(key, &self.servers.models)?,
+                "server" => map.serialize_entry(key, &self.servers.server)?,
+                "pending" => map.serialize_entry(key, &self.servers.pending)?,
+                // auth_state, user_info
                 _ => map.serialize_entry(key, &())?,
             }
         }
@@ -122,7 +165,11 @@ impl Serialize for UserModel<'_> {
 }
 
 /// The models of users whose roles and groups are known.
-fn models_of<'a>(req: &Requester, users: &'a [UserDetail]) -> Vec<Option<UserModel<'a>>> {
+fn models_of<'a>(
+    req: &Requester,
+    users: &'a [UserDetail],
+    views: &'a [ServersView],
+) -> Vec<Option<UserModel<'a>>> {
     // Keys that unfiltered scopes grant are the same for every user; only
     // filtered scopes are checked user by user.
     let mut always = 0;
@@ -135,7 +182,7 @@ fn models_of<'a>(req: &Requester, users: &'a [UserDetail]) -> Vec<Option<UserMod
         }
     }
     let mut out = Vec::with_capacity(users.len());
-    for d in users {
+    for (d, servers) in users.iter().zip(views) {
         let mut keys = always;
         if !filtered.is_empty() {
             let membership: std::collections::BTreeMap<String, BTreeSet<String>> =
@@ -146,7 +193,11 @@ fn models_of<'a>(req: &Requester, users: &'a [UserDetail]) -> Vec<Option<UserMod
                 }
             }
         }
-        out.push((keys != 0).then_some(UserModel { user: d, keys }));
+        out.push((keys != 0).then_some(UserModel {
+            user: d,
+            keys,
+            servers,
+        }));
     }
     out
 }
@@ -258,7 +309,11 @@ pub async fn list(
         q.only = Some((set("user"), set("group")));
     }
     let users = st.db.list_users(&q).await?;
-    let items: Vec<UserModel<'_>> = models_of(&req, &users).into_iter().flatten().collect();
+    let views = server_views(&st, &req, &users);
+    let items: Vec<UserModel<'_>> = models_of(&req, &users, &views)
+        .into_iter()
+        .flatten()
+        .collect();
     if super::accepts_pagination(&headers) {
         let items = Value::Array(items.iter().map(UserModel::to_value).collect());
         // a page short of its limit ends the list: no need to count
@@ -525,10 +580,13 @@ mod tests {
             },
             roles: vec!["user".into(), "admin".into()],
             groups: vec!["g, with a comma".into()],
+            servers: Vec::new(),
         };
+        let none = ServersView::default();
         let all = UserModel {
             user: &user,
             keys: key_bits(&USER_KEYS),
+            servers: &none,
         };
         assert_eq!(
             all.to_value(),
@@ -543,6 +601,7 @@ mod tests {
             let model = UserModel {
                 user: &user,
                 keys: key_bits(keys),
+                servers: &none,
             };
             let direct = serde_json::to_string(&model).unwrap();
             assert_eq!(direct, model.to_value().to_string());

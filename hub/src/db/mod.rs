@@ -10,6 +10,7 @@
 
 pub mod native;
 pub mod oauth;
+pub mod servers;
 pub mod sessions;
 pub mod sqlite;
 
@@ -122,6 +123,8 @@ pub struct UserDetail {
     pub roles: Vec<String>,
     /// Its groups' names, in group order.
     pub groups: Vec<String>,
+    /// Its servers (default and named), by name.
+    pub servers: Vec<servers::ServerRow>,
 }
 
 /// A group.
@@ -1107,11 +1110,16 @@ async fn details(
     let ids: Vec<i64> = users.iter().map(|u| u.id).collect();
     let mut groups = groups_of_users(&mut *conn, &ids).await?;
     let mut roles = roles_of(&mut *conn, Bearer::User, &ids).await?;
+    let mut servers: BTreeMap<i64, Vec<servers::ServerRow>> = BTreeMap::new();
+    for s in servers::servers_of_users(&mut *conn, &ids).await? {
+        servers.entry(s.user_id).or_default().push(s);
+    }
     Ok(users
         .into_iter()
         .map(|user| UserDetail {
             roles: roles.remove(&user.id).unwrap_or_default(),
             groups: groups.remove(&user.id).unwrap_or_default(),
+            servers: servers.remove(&user.id).unwrap_or_default(),
             user,
         })
         .collect())

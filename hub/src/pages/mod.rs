@@ -24,6 +24,7 @@
 pub mod home;
 pub mod login;
 pub mod native;
+pub mod spawn;
 
 use axum::Router;
 use axum::extract::{FromRequestParts, Request, State};
@@ -60,6 +61,16 @@ pub fn router(st: &AppState) -> Router<AppState> {
         .route("/hub/home", get(home::home))
         .route(LOGIN_URL, get(login::form).post(login::submit))
         .route(LOGOUT_URL, get(login::logout).post(login::logout_post))
+        .route("/hub/spawn", get(spawn::spawn_self))
+        .route(
+            "/hub/spawn/{*path}",
+            get(spawn::spawn_form).post(spawn::spawn_submit),
+        )
+        .route("/hub/spawn-pending/{*path}", get(spawn::spawn_pending))
+        .route("/hub/stop/{*path}", axum::routing::post(spawn::stop_submit))
+        .route("/hub/user/{*path}", get(spawn::user_not_running))
+        .route("/user/{*rest}", get(spawn::user_redirect))
+        .route("/hub/error/{code}", get(spawn::proxy_error))
         .merge(st.authenticator.routes())
         .merge(crate::oauth::page_routes())
         .layer(axum::middleware::from_fn_with_state(
@@ -261,6 +272,11 @@ impl Form {
     /// Parses an `application/x-www-form-urlencoded` body.
     pub fn parse(body: &[u8]) -> Self {
         Self(form_urlencoded::parse(body).into_owned().collect())
+    }
+
+    /// Every field, in order.
+    pub fn fields(&self) -> &[(String, String)] {
+        &self.0
     }
 
     /// The first value of field `name`.

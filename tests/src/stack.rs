@@ -1,0 +1,384 @@
+//! The whole stack as an admin runs it, for the spawning scenarios: the
+//! built `jhub` run as the `jupyterhub` account with PAM logins, the proxy
+//! it starts itself (the built `jhub-proxy`, or the real
+//! configurable-http-proxy), real users made with `useradd -m` in
+//! `jupyterhub-users`, and their real `jupyterhub-singleuser` servers
+//! started through sudo and the installed helper. Needs root.
+//!
+//! Dropping a [`Stack`] kills the proxy the hub started (it outlives the
+//! hub by design); dropping a [`HomeUser`] kills whatever the user still
+//! runs and deletes the account with its home.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::hub::{Setup, TestHub};
+use crate::jupyterhub::{Answer, free_port};
+use crate::privileged::{HUB_USER, live_processes, patience, run_ok, unique_suffix};
+use crate::proxy::{Impl, jhub_proxy_path};
+
+/// The group whose members may get a server.
+pub const USERS_GROUP: &str = "jupyterhub-users";
+
+/// A local account with a home directory and a password, in
+/// [`USERS_GROUP`]; deleted (with its home and processes) on drop.
+#[derive(Debug)]
+pub struct HomeUser {
+    /// Its name.
+    pub name: String,
+    /// Its password.
+    pub password: String,
+}
+
+impl HomeUser {
+    /// Creates `PREFIX-XXXXXXXX` with a home, a random password and
+    /// [`USERS_GROUP`].
+    pub fn create(prefix: &str) -> Self {
+        let name = format!("{prefix}-{}", unique_suffix());
+        run_ok(
+            Command::new("useradd")
+                .args(["-m", "-s", "/bin/bash", "-G", USERS_GROUP])
+                .arg(&name),
+        );
+        let password = format!("Pw-{}-{}", unique_suffix(), unique_suffix());
+        let mut chpasswd = Command::new("chpasswd")
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .expect("run chpasswd");
+        std::io::Write::write_all(
+            chpasswd.stdin.as_mut().expect("piped"),
+            format!("{name}:{password}\n").as_bytes(),
+        )
+        .expect("write to chpasswd");
+        drop(chpasswd.stdin.take());
+        assert!(
+            chpasswd.wait().expect("chpasswd").success(),
+            "chpasswd failed"
+        );
+        Self { name, password }
+    }
+
+    /// Its home directory.
+    pub fn home(&self) -> PathBuf {
+        Path::new("/home").join(&self.name)
+    }
+
+    /// Its live processes.
+    pub fn processes(&self) -> std::collections::BTreeSet<i32> {
+        live_processes(&self.name)
+    }
+}
+
+impl Drop for HomeUser {
+    fn drop(&mut self) {
+        // Best effort in Drop: it may run during a panic.
+        let _killed = Command::new("pkill")
+            .args(["-KILL", "-u", &self.name])
+            .output();
+        std::thread::sleep(Duration::from_millis(100));
+        let _gone = Command::new("userdel")
+            .args(["-r", "-f", &self.name])
+            .output();
+    }
+}
+
+/// Which proxy the hub starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProxyKind {
+    /// The built `jhub-proxy`.
+    Jhub,
+    /// The real configurable-http-proxy 5.3.0 (npm).
+    Chp,
+}
+
+/// How to set the stack up.
+#[derive(Debug, Clone)]
+pub struct StackOptions {
+    /// The proxy the hub starts.
+    pub proxy: ProxyKind,
+    /// More lines for `[hub]`.
+    pub hub_extra: String,
+    /// More lines for `[spawner]`.
+    pub spawner_extra: String,
+    /// Users made admins.
+    pub admins: Vec<String>,
+    /// Seconds between the hub's proxy checks.
+    pub check_interval: u64,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        Self {
+            proxy: ProxyKind::Jhub,
+            hub_extra: String::new(),
+            spawner_extra: String::new(),
+            admins: Vec::new(),
+            check_interval: 1,
+        }
+    }
+}
+
+/// A running hub with its proxy.
+pub struct Stack {
+    /// The hub.
+    pub hub: TestHub,
+    /// The public URL (the proxy): `http://127.0.0.1:PORT`.
+    pub public: String,
+    /// The proxy's API URL.
+    pub proxy_api: String,
+    http: ureq::Agent,
+    _bin: tempfile::TempDir,
+}
+
+impl std::fmt::Debug for Stack {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Stack")
+            .field("public", &self.public)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Stack {
+    /// Starts the hub (as `jupyterhub`, PAM, allowed group
+    /// [`USERS_GROUP`]), which starts its proxy.
+    pub fn start(opts: &StackOptions) -> Self {
+        assert!(
+            nix::unistd::User::from_name(HUB_USER)
+                .ok()
+                .flatten()
+                .is_some(),
+            "the {HUB_USER} account is missing: run `sudo ./sudoers/install.sh` first"
+        );
+        // A copy of the proxy binary the hub user can run.
+        let bin = tempfile::tempdir().expect("tempdir");
+        std::fs::set_permissions(
+            bin.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o755),
+        )
+        .expect("chmod");
+        let command = match opts.proxy {
+            ProxyKind::Jhub => {
+                let copy = bin.path().join("jhub-proxy");
+                std::fs::copy(jhub_proxy_path(), &copy).expect("copy jhub-proxy");
+                copy.display().to_string()
+            }
+            ProxyKind::Chp => Impl::Chp.binary().display().to_string(),
+        };
+        let public_port = free_port();
+        let api_port = free_port();
+        let public = format!("http://127.0.0.1:{public_port}");
+        let proxy_api = format!("http://127.0.0.1:{api_port}");
+        let admins: Vec<String> = opts.admins.iter().map(|a| format!("{a:?}")).collect();
+        let setup = Setup {
+            authenticator_class: "pam".into(),
+            authenticator: format!(
+                "allowed_groups = [{USERS_GROUP:?}]\nadmin_users = [{}]\n",
+                admins.join(", ")
+            ),
+            run_as: Some(HUB_USER.into()),
+            hub_extra: format!("bind_url = \"{public}\"\n{}", opts.hub_extra),
+            proxy_section: Some(format!(
+                "api_url = \"{proxy_api}\"\nshould_start = true\ncommand = [{command:?}]\n\
+                 check_running_interval = {}\n",
+                opts.check_interval
+            )),
+            extra: format!("[spawner]\n{}\n", opts.spawner_extra),
+            service_scopes: [
+                "admin:users",
+                "admin:servers",
+                "tokens",
+                "read:hub",
+                "proxy",
+                "read:metrics",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            ..Setup::default()
+        };
+        let hub = TestHub::start_with(&setup);
+        let http = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .timeout_global(Some(Duration::from_secs(60)))
+            .build()
+            .into();
+        let stack = Self {
+            hub,
+            public,
+            proxy_api,
+            http,
+            _bin: bin,
+        };
+        stack.wait_for_route("/", Duration::from_secs(30));
+        stack
+    }
+
+    /// The pid of the proxy the hub started.
+    pub fn proxy_pid(&self) -> Option<i32> {
+        std::fs::read_to_string(self.hub.dir.path().join("jhub-proxy.pid"))
+            .ok()?
+            .trim()
+            .parse()
+            .ok()
+    }
+
+    /// `GET` through the proxy with `token`.
+    pub fn public_get(&self, path: &str, token: Option<&str>) -> Answer {
+        let mut req = ureq::http::Request::builder()
+            .method("GET")
+            .uri(format!("{}{path}", self.public));
+        if let Some(t) = token {
+            req = req.header("Authorization", format!("token {t}"));
+        }
+        let req = req.body(Vec::new()).expect("request");
+        match self.http.run(req) {
+            Ok(mut r) => Answer {
+                status: r.status().as_u16(),
+                body: r.body_mut().read_to_string().unwrap_or_default(),
+            },
+            Err(e) => Answer {
+                status: 0,
+                body: e.to_string(),
+            },
+        }
+    }
+
+    /// The proxy's routing table (from its own API, with the hub's token).
+    pub fn routes(&self) -> Value {
+        let token = std::fs::read_to_string(self.hub.dir.path().join("proxy_auth_token"))
+            .expect("the hub's generated proxy token");
+        let req = ureq::http::Request::builder()
+            .method("GET")
+            .uri(format!("{}/api/routes", self.proxy_api))
+            .header("Authorization", format!("token {}", token.trim()))
+            .body(Vec::new())
+            .expect("request");
+        match self.http.run(req) {
+            Ok(mut r) if r.status() == 200 => {
+                serde_json::from_str(&r.body_mut().read_to_string().unwrap_or_default())
+                    .unwrap_or(Value::Null)
+            }
+            _ => Value::Null,
+        }
+    }
+
+    /// Waits until the proxy routes `spec` (without its trailing slash,
+    /// as the proxy keys it).
+    pub fn wait_for_route(&self, spec: &str, limit: Duration) {
+        let key = if spec == "/" {
+            "/"
+        } else {
+            spec.trim_end_matches('/')
+        };
+        let deadline = Instant::now() + limit;
+        loop {
+            if self.routes().get(key).is_some() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no route {key} after {limit:?}: {}\n{}",
+                self.routes(),
+                self.hub.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Adds `name` to the hub.
+    pub fn add_user(&self, name: &str) {
+        let a = self.hub.api("POST", &format!("/users/{name}"), None);
+        assert!(a.status == 201 || a.status == 409, "{}", a.body);
+    }
+
+    /// Starts `user`'s default server and waits until it is ready.
+    pub fn start_server(&self, user: &str) -> Value {
+        let a = self
+            .hub
+            .api("POST", &format!("/users/{user}/server"), Some(&json!({})));
+        assert!(
+            a.status == 201 || a.status == 202,
+            "start {user}: {} {}\n{}",
+            a.status,
+            a.body,
+            self.hub.log()
+        );
+        self.wait_ready(user)
+    }
+
+    /// Waits until `user`'s default server is ready; its model.
+    pub fn wait_ready(&self, user: &str) -> Value {
+        let deadline = Instant::now() + patience().max(Duration::from_secs(90));
+        loop {
+            let m = self.server(user);
+            if m["ready"] == json!(true) {
+                return m;
+            }
+            assert!(
+                m["pending"] == json!("spawn") && Instant::now() < deadline,
+                "{user}'s server is not starting: {m}\n{}",
+                self.hub.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// `user`'s default server's model (`null` when the user has none).
+    pub fn server(&self, user: &str) -> Value {
+        let a = self.hub.api("GET", &format!("/users/{user}/server"), None);
+        if a.status == 404 {
+            return Value::Null;
+        }
+        assert_eq!(a.status, 200, "{}", a.body);
+        a.json()
+    }
+
+    /// The pid of `user`'s default server (from its state).
+    pub fn server_pid(&self, user: &str) -> i32 {
+        let m = self.server(user);
+        m["state"]["pid"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("no pid in {m}")) as i32
+    }
+
+    /// Stops `user`'s default server; the status.
+    pub fn stop_server(&self, user: &str) -> u16 {
+        self.hub
+            .api("DELETE", &format!("/users/{user}/server"), None)
+            .status
+    }
+
+    /// A token of `user` with `scopes` (None: all of the user's).
+    pub fn token(&self, user: &str, scopes: Option<&[&str]>) -> String {
+        self.hub.user_token(user, scopes)
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        self.hub.kill();
+        if let Some(pid) = self.proxy_pid() {
+            // Best effort: it may have exited.
+            let _gone = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+    }
+}
+
+/// Waits until `check` holds (at most `limit`); panics with `what`.
+pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) {
+    let deadline = Instant::now() + limit;
+    while !check() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {limit:?}: {what}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

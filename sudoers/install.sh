@@ -1,32 +1,40 @@
 #!/usr/bin/env bash
-# Installs jhub on a Debian machine: packages, binaries, accounts, the helper
-# configuration, the sudoers drop-in and the notebook server's Python venv.
-# Run as root from a clone of the repository. Safe to run again: every step
-# checks first and changes only what is missing or wrong.
+# Installs jhub on a Debian machine and starts it: packages, binaries,
+# accounts, the helper configuration, the sudoers drop-in, the notebook
+# server's Python venv, the hub's configuration and service, then the hub
+# (which starts its proxy) at http://127.0.0.1:8000. Run as root from a
+# clone of the repository. Safe to run again: every step checks first and
+# changes only what is missing or wrong; a running hub is restarted (its
+# proxy and the users' servers keep running).
 set -euo pipefail
 
 usage() {
     cat <<'EOF'
-usage: sudo ./sudoers/install.sh [--no-build] [--no-venv]
+usage: sudo ./sudoers/install.sh [--no-build] [--no-venv] [--no-start]
 
 Installs jhub on this Debian machine (see sudoers/README.md):
   Debian packages, /usr/local/bin/{jhub,jhub-proxy,sudospawner},
   the jupyterhub user and the jupyterhub-users group, /etc/jhub,
   /var/lib/jhub, /etc/jhub/sudospawner.toml (only if missing),
-  /etc/sudoers.d/jhub, and the server venv /opt/jhub/venv.
+  /etc/sudoers.d/jhub, the server venv /opt/jhub/venv,
+  /etc/jhub/jhub.toml (only if missing), /usr/local/sbin/jhubctl and the
+  systemd unit jhub.service; then starts the hub (jhubctl start).
 
   --no-build  install binaries already built in target/release
   --no-venv   skip the Python venv
+  --no-start  install only; leave the hub as it is
   --help      show this text
 EOF
 }
 
 build=1
 venv=1
+start=1
 for arg in "$@"; do
     case "$arg" in
         --no-build) build=0 ;;
         --no-venv) venv=0 ;;
+        --no-start) start=0 ;;
         -h | --help) usage; exit 0 ;;
         *) echo "install.sh: unknown argument: $arg" >&2; usage >&2; exit 2 ;;
     esac
@@ -48,6 +56,10 @@ USERS_GROUP=jupyterhub-users
 STATE_DIR=/var/lib/jhub
 CONF_DIR=/etc/jhub
 HELPER_CONF=$CONF_DIR/sudospawner.toml
+HUB_CONF=$CONF_DIR/jhub.toml
+LOG_DIR=/var/log/jhub
+CTL=/usr/local/sbin/jhubctl
+UNIT=/etc/systemd/system/jhub.service
 SUDOERS_FILE=/etc/sudoers.d/jhub
 BIN_DIR=/usr/local/bin
 BINARIES=(jhub jhub-proxy sudospawner)
@@ -233,6 +245,37 @@ if ((venv)); then
     fi
 fi
 
+# --- The hub's configuration, service and start -----------------------------
+if [[ -e $HUB_CONF ]]; then
+    say "$HUB_CONF exists; left as it is"
+else
+    # Every key documented and commented out: the embedded defaults.
+    tmp=$(mktemp "$CONF_DIR/jhub.toml.XXXXXX")
+    "$BIN_DIR/jhub" --generate-config >"$tmp"
+    chown "root:$HUB_USER" "$tmp"
+    chmod 0640 "$tmp"
+    mv -f "$tmp" "$HUB_CONF"
+    say "wrote $HUB_CONF (the defaults, every key commented out)"
+fi
+fix_attrs "$HUB_CONF" "root:$HUB_USER" 0640
+ensure_dir "$LOG_DIR" "$HUB_USER:$HUB_USER" 0750
+install -o root -g root -m 0755 "$HERE/jhubctl" "$CTL"
+if [[ -d /etc/systemd/system ]]; then
+    install -o root -g root -m 0644 "$HERE/jhub.service" "$UNIT"
+    if [[ -d /run/systemd/system ]]; then
+        systemctl daemon-reload
+        systemctl enable -q jhub
+    fi
+fi
+say "service: $CTL (start|stop|restart|status)"
+
+if ((start)); then
+    if ((venv == 0)) && [[ ! -x $VENV/bin/jupyterhub-singleuser ]]; then
+        echo "install.sh: warning: no server venv (--no-venv): the hub starts, servers will not" >&2
+    fi
+    "$CTL" restart
+fi
+
 # --- Summary ---------------------------------------------------------------
 cat <<EOF
 
@@ -252,4 +295,6 @@ cat <<EOF
 
 Add a user who may get a server:
   sudo $HERE/add-user.sh NAME [--password-stdin]
+then open http://127.0.0.1:8000 and log in as NAME with that password.
+The hub: sudo jhubctl start|stop|restart|status (log: $LOG_DIR/jhub.log)
 EOF

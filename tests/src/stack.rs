@@ -382,3 +382,69 @@ pub fn wait_until(what: &str, limit: Duration, mut check: impl FnMut() -> bool) 
         std::thread::sleep(Duration::from_millis(50));
     }
 }
+
+/// Whether `status` is a redirect.
+pub fn redirect(status: u16) -> bool {
+    (301..=308).contains(&status)
+}
+
+/// Follows redirects from `path` (at most 20) as a browser would, on the
+/// site at `origin`; the last page and every path visited.
+pub fn follow(
+    b: &mut crate::browser::Browser,
+    origin: &str,
+    path: &str,
+) -> (crate::browser::Page, Vec<String>) {
+    let mut visited = vec![path.to_owned()];
+    let mut page = b.get(path);
+    for _ in 0..20 {
+        let Some(next) = page.location.clone() else {
+            break;
+        };
+        let next = next.strip_prefix(origin).map(str::to_owned).unwrap_or(next);
+        assert!(next.starts_with('/'), "redirect off the site: {next}");
+        visited.push(next.clone());
+        page = b.get(&next);
+    }
+    (page, visited)
+}
+
+/// Starts the logged-in user's default server with the home page's start
+/// button, waits on the progress page, and returns where it sends the
+/// browser once the server is ready.
+pub fn start_from_home(b: &mut crate::browser::Browser, user: &str, limit: Duration) -> String {
+    let home = b.get("/hub/home");
+    assert!(
+        home.body.contains("id=\"start\""),
+        "no start button: {}",
+        home.body
+    );
+    let xsrf = crate::browser::xsrf_in(&home.body).expect("the home page's forms carry _xsrf");
+    let started = b.post_form(&format!("/hub/spawn/{user}"), &[("_xsrf", &xsrf)]);
+    assert!(redirect(started.status), "start: {started:?}");
+    let mut at = started.location.expect("a redirect");
+    let deadline = Instant::now() + limit;
+    while at.starts_with("/hub/spawn-pending/") {
+        let p = b.get(&at);
+        if redirect(p.status) {
+            at = p.location.expect("a redirect");
+            break;
+        }
+        assert_eq!(p.status, 200, "progress page: {p:?}");
+        assert!(
+            Instant::now() < deadline,
+            "the start did not end within {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    at
+}
+
+/// Stops the logged-in user's default server with the home page's stop
+/// button.
+pub fn stop_from_home(b: &mut crate::browser::Browser, user: &str) {
+    let home = b.get("/hub/home");
+    let xsrf = crate::browser::xsrf_in(&home.body).expect("_xsrf");
+    let stopped = b.post_form(&format!("/hub/stop/{user}"), &[("_xsrf", &xsrf)]);
+    assert!(redirect(stopped.status), "stop: {stopped:?}");
+}

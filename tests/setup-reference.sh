@@ -10,6 +10,10 @@
 #                         API against the reference spec (its own venv, so
 #                         its dependencies never meet JupyterHub's)
 #   /opt/jhub-test/chp    configurable-http-proxy 5.3.0 from npm
+#   /opt/jhub-test/playwright
+#                         playwright-core 1.64.1 from npm, without a browser
+#                         of its own: tests/browser/lab-flow.mjs drives
+#                         Debian's /usr/bin/chromium with it
 #
 # and the load tools the benchmarks use (wrk, nginx, hyperfine). Run as
 # root; safe to run again: what is present at the pinned version is kept.
@@ -28,7 +32,9 @@ ST_VENV=$BASE/schemathesis
 ST_PIN=schemathesis==4.32.5
 CHP_DIR=$BASE/chp
 CHP_VERSION=5.3.0
-PACKAGES=(python3-venv nodejs npm wrk nginx-light hyperfine procps)
+PW_DIR=$BASE/playwright
+PW_VERSION=1.64.1
+PACKAGES=(python3-venv nodejs npm wrk nginx-light hyperfine procps chromium)
 
 missing=()
 for p in "${PACKAGES[@]}"; do
@@ -89,4 +95,19 @@ else
 fi
 chmod -R a+rX "$CHP_DIR"
 "$chp" --version >/dev/null || die "$chp does not run"
-say "reference stack ready: $VENV, $ST_VENV, $chp"
+
+pw_json=$PW_DIR/node_modules/playwright-core/package.json
+if [[ -f $pw_json ]] && [[ $(node -p "require('$pw_json').version") == "$PW_VERSION" ]]; then
+    say "playwright-core $PW_VERSION present in $PW_DIR"
+else
+    say "installing playwright-core $PW_VERSION into $PW_DIR"
+    install -d -m 0755 "$PW_DIR"
+    # playwright-core downloads no browser on install; the flow launches
+    # /usr/bin/chromium through executablePath.
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm install --silent --no-audit --no-fund \
+        --prefix "$PW_DIR" "playwright-core@$PW_VERSION" >/dev/null
+fi
+chmod -R a+rX "$PW_DIR"
+# (Debian's launcher script may warn on stderr about /dev/shm in containers.)
+/usr/bin/chromium --version >/dev/null 2>&1 || die "/usr/bin/chromium --version fails"
+say "reference stack ready: $VENV, $ST_VENV, $chp, $PW_DIR"

@@ -10,6 +10,8 @@
 //! the hub would forward to its spawner), and waits until its REST API
 //! answers through the proxy. A service `jhtest` holds a token with the
 //! scopes to create users, start and stop their servers and reach them.
+//! Logins use the dummy authenticator, or PAM with real passwords for the
+//! browser scenarios ([`HubAuthenticator`]).
 //! Dropping the hub stops it, and with it the proxy it started and the
 //! servers it still runs.
 
@@ -19,14 +21,14 @@ use std::io::Read;
 use std::net::TcpListener;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::{Pid, User};
 use serde_json::Value;
 
-use crate::privileged::{HUB_USER, as_user, patience};
+use crate::privileged::{HUB_USER, patience};
 
 /// The reference venv with JupyterHub 6.1.1 and the Python sudospawner.
 pub const REFERENCE_VENV: &str = "/opt/jhub-test/venv";
@@ -40,6 +42,8 @@ pub struct HubOptions {
     pub proxy_command: Vec<String>,
     /// `c.SudoSpawner.sudospawner_path`.
     pub sudospawner_path: String,
+    /// `c.JupyterHub.authenticator_class` and its settings.
+    pub authenticator: HubAuthenticator,
 }
 
 impl Default for HubOptions {
@@ -47,6 +51,40 @@ impl Default for HubOptions {
         Self {
             proxy_command: vec![CHP_COMMAND.to_owned()],
             sudospawner_path: crate::privileged::HELPER_PATH.to_owned(),
+            authenticator: HubAuthenticator::Dummy,
+        }
+    }
+}
+
+/// Who may log in to the hub's pages.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum HubAuthenticator {
+    /// `"dummy"`: any name with any password (the API-only scenarios log
+    /// nobody in).
+    Dummy,
+    /// `"pam"` with the system's `login` service: real Unix passwords,
+    /// checked by the hub account (in group `shadow`), for these users
+    /// only (`c.Authenticator.allowed_users`).
+    Pam {
+        /// The users allowed to log in.
+        allowed_users: Vec<String>,
+    },
+}
+
+impl HubAuthenticator {
+    /// The lines of `jupyterhub_config.py` that set it up.
+    fn config(&self) -> String {
+        match self {
+            Self::Dummy => "c.JupyterHub.authenticator_class = \"dummy\"\n".to_owned(),
+            Self::Pam { allowed_users } => {
+                let users: Vec<String> = allowed_users.iter().map(|u| py(u)).collect();
+                format!(
+                    "c.JupyterHub.authenticator_class = \"pam\"\n\
+                     c.PAMAuthenticator.service = \"login\"\n\
+                     c.Authenticator.allowed_users = [{}]\n",
+                    users.join(", ")
+                )
+            }
         }
     }
 }
@@ -147,8 +185,7 @@ c.JupyterHub.hub_ip = "127.0.0.1"
 c.JupyterHub.hub_port = {hub_port}
 c.JupyterHub.db_url = "sqlite:///{dir}/jupyterhub.sqlite"
 c.JupyterHub.cookie_secret_file = "{dir}/cookie_secret"
-c.JupyterHub.authenticator_class = "dummy"
-c.JupyterHub.spawner_class = "sudospawner.SudoSpawner"
+{authenticator}c.JupyterHub.spawner_class = "sudospawner.SudoSpawner"
 c.SudoSpawner.sudospawner_path = {helper}
 c.SudoSpawner.mediator_log_level = "DEBUG"
 c.Spawner.start_timeout = 120
@@ -168,6 +205,7 @@ c.JupyterHub.load_roles = [
 ]
 "#,
             dir = dir.display(),
+            authenticator = options.authenticator.config(),
             helper = py(&options.sudospawner_path),
             proxy_token = py(&proxy_token),
             token = py(&token),
@@ -179,8 +217,23 @@ c.JupyterHub.load_roles = [
         let log = File::create(&log_path).expect("cannot create the hub log");
         chown(&log_path);
 
-        let child = as_user(HUB_USER, &jupyterhub)
+        // setpriv execs (the hub is the child the test signals) and
+        // --init-groups gives the hub account its supplementary groups, as
+        // a service manager would: PAM logins need `shadow`.
+        let child = Command::new("/usr/bin/setpriv")
+            .args([
+                "--reuid",
+                HUB_USER,
+                "--regid",
+                HUB_USER,
+                "--init-groups",
+                "--",
+            ])
+            .arg(&jupyterhub)
             .args(["-f", "jupyterhub_config.py"])
+            .env_clear()
+            .env("USER", HUB_USER)
+            .env("LANG", "C.UTF-8")
             .env("HOME", &dir)
             .env(
                 "PATH",

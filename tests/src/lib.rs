@@ -7,6 +7,8 @@
 //!   with a service token of chosen scopes, for the REST API scenarios.
 //! - [`browser`]: a cookie-keeping client for the hub's pages (login,
 //!   XSRF tokens, logout).
+//! - [`chromium`]: a real headless browser through a hub's pages into
+//!   JupyterLab, running a notebook cell (`tests/browser/lab-flow.mjs`).
 //! - [`jupyterhub`]: the real JupyterHub 6 from PyPI, run as the hub user,
 //!   for the checks that jhub's parts are drop-ins for JupyterHub's.
 //! - [`proxy`]: the conformance harness that runs the same scenario against
@@ -20,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod browser;
+pub mod chromium;
 pub mod hub;
 pub mod jupyterhub;
 pub mod privileged;

@@ -12,7 +12,8 @@
 //! - [`FAKE_SERVER`] and [`Server`]: a stand-in server the tests control by
 //!   its flags, and a guard that kills a started server on drop.
 //! - [`TempUser`] and [`TempGroup`]: throw-away accounts with a password
-//!   and groups for one test (PAM logins), deleted on drop.
+//!   and groups for one test (PAM logins), deleted on drop;
+//!   [`TempPassword`]: a password on an existing test user for one test.
 //!
 //! Reaping: the helper's monitor process, once its server is gone, exits
 //! and is reaped by whatever adopted it (the nearest child subreaper, or
@@ -800,22 +801,71 @@ impl TempUser {
             name,
             password: format!("Pw-{}-{}", unique_suffix(), unique_suffix()),
         };
-        let mut chpasswd = Command::new("chpasswd")
-            .stdin(Stdio::piped())
-            .spawn()
-            .expect("run chpasswd");
-        chpasswd
-            .stdin
-            .take()
-            .expect("piped")
-            .write_all(format!("{}:{}\n", user.name, user.password).as_bytes())
-            .expect("write to chpasswd");
-        assert!(
-            chpasswd.wait().expect("wait for chpasswd").success(),
-            "chpasswd failed"
-        );
+        chpasswd(&user.name, &user.password);
         user
     }
+}
+
+/// A random password set on an existing account (`chpasswd`) for one
+/// test, for PAM logins as a user who has a home and may get a server;
+/// on drop the account's previous `/etc/shadow` password field (for the
+/// test users, `!`: no password login) is put back with `usermod -p`.
+#[derive(Debug)]
+pub struct TempPassword {
+    user: String,
+    previous: String,
+    /// The password that now logs the user in.
+    pub password: String,
+}
+
+impl TempPassword {
+    /// Sets a random password on `user`, remembering the old field.
+    pub fn set(user: &str) -> Self {
+        let shadow = std::fs::read_to_string("/etc/shadow").expect("read /etc/shadow");
+        let previous = shadow
+            .lines()
+            .find_map(|line| {
+                let mut fields = line.split(':');
+                (fields.next() == Some(user)).then(|| fields.next().unwrap_or("!").to_owned())
+            })
+            .unwrap_or_else(|| panic!("{user} has no line in /etc/shadow"));
+        let password = format!("Pw-{}-{}", unique_suffix(), unique_suffix());
+        chpasswd(user, &password);
+        Self {
+            user: user.to_owned(),
+            previous,
+            password,
+        }
+    }
+}
+
+impl Drop for TempPassword {
+    fn drop(&mut self) {
+        // Best effort in Drop (it may run during a panic); the next
+        // `set` overwrites whatever is left.
+        let _restored = Command::new("usermod")
+            .args(["-p", &self.previous, &self.user])
+            .output();
+    }
+}
+
+/// Sets `user`'s password through `chpasswd`'s stdin (never a command
+/// line); panics if it fails.
+fn chpasswd(user: &str, password: &str) {
+    let mut chpasswd = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .spawn()
+        .expect("run chpasswd");
+    chpasswd
+        .stdin
+        .take()
+        .expect("piped")
+        .write_all(format!("{user}:{password}\n").as_bytes())
+        .expect("write to chpasswd");
+    assert!(
+        chpasswd.wait().expect("wait for chpasswd").success(),
+        "chpasswd failed"
+    );
 }
 
 impl Drop for TempUser {

@@ -13,14 +13,23 @@
 //!
 //! The same scenario runs with the real configurable-http-proxy, so what
 //! it checks is what JupyterHub users get today.
+//!
+//! And a browser's view of the same stack: headless Chromium logs a test
+//! user in with a real password (PAM), starts the server from the home
+//! page, and runs a notebook cell in JupyterLab, all through `jhub-proxy`
+//! (`tests/browser/lab-flow.mjs`, the flow jhub's own pages must pass too).
 
+use std::collections::BTreeSet;
+use std::ffi::OsString;
 use std::net::TcpStream;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use jhub_tests::jupyterhub::{CHP_COMMAND, HubOptions, RealHub};
+use jhub_tests::chromium::{LabFlow, lab_flow_available, run_lab_flow};
+use jhub_tests::jupyterhub::{CHP_COMMAND, HubAuthenticator, HubOptions, RealHub};
 use jhub_tests::privileged::{
-    ALICE, claim_user, eventually, installed_config, live_processes, patience, proc_cmdline,
-    proc_status, require_root, setup, uid_of,
+    ALICE, TempPassword, claim_user, eventually, installed_config, live_processes, patience,
+    proc_cmdline, proc_status, require_root, setup, uid_of,
 };
 use serde_json::{Value, json};
 use tungstenite::Message;
@@ -49,6 +58,177 @@ fn jupyterhub_routes_through_jhub_proxy() {
         return;
     }
     spawn_reach_stop(JHUB_PROXY, "jhub-proxy");
+}
+
+#[test]
+fn browser_runs_a_notebook_on_jupyterhub_through_jhub_proxy() {
+    if !require_root(
+        "browser_runs_a_notebook_on_jupyterhub_through_jhub_proxy",
+        "that a browser logs in to the real JupyterHub with a password, starts a server and runs a notebook cell in JupyterLab through jhub-proxy",
+    ) {
+        return;
+    }
+    if let Err(missing) = lab_flow_available() {
+        panic!("the browser flow cannot run: {missing}");
+    }
+    setup();
+    let _config = installed_config();
+    let _alice = claim_user(ALICE);
+    let before = live_processes(ALICE);
+    let password = TempPassword::set(ALICE);
+    // Declared before the hub, so dropped after it has stopped the server.
+    let _files = LabFiles::snapshot(ALICE);
+
+    let hub = RealHub::start(&HubOptions {
+        proxy_command: vec![JHUB_PROXY.to_owned()],
+        authenticator: HubAuthenticator::Pam {
+            allowed_users: vec![ALICE.to_owned()],
+        },
+        ..HubOptions::default()
+    });
+    let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("screenshots");
+    let flow = LabFlow {
+        base: hub.public_url.clone(),
+        user: ALICE.to_owned(),
+        password: format!("{}-wrong", password.password),
+        screenshot: shots.join("jupyterhub-jhub-proxy-wrong-password.png"),
+        timeout: Duration::from_secs(60).max(patience()),
+    };
+
+    // The password is checked: a wrong one stays on the login page.
+    let refused = run_lab_flow(&flow).expect_err("a wrong password logged in");
+    assert!(
+        refused.contains("step 'login' failed") && refused.contains("the hub refused the login"),
+        "a wrong password did not fail at the login: {refused}"
+    );
+
+    let screenshot = shots.join("jupyterhub-jhub-proxy-lab.png");
+    let _stale = std::fs::remove_file(&screenshot);
+    let flow = run_lab_flow(&LabFlow {
+        password: password.password.clone(),
+        screenshot: screenshot.clone(),
+        timeout: Duration::from_secs(180).max(patience()),
+        ..flow
+    })
+    .unwrap_or_else(|e| panic!("{e}\n---- JupyterHub log\n{}", hub.log()));
+    eprintln!("lab flow steps (ms): {:?}", flow.timings_ms);
+
+    assert_eq!(flow.output, "42", "the cell's output: {}", flow.json);
+    assert!(
+        flow.url
+            .starts_with(&format!("{}/user/{ALICE}/", hub.public_url)),
+        "the flow ended at {}, not in {ALICE}'s server",
+        flow.url
+    );
+    assert_eq!(flow.screenshot, screenshot);
+    let png = std::fs::read(&screenshot)
+        .unwrap_or_else(|e| panic!("reading the screenshot {}: {e}", screenshot.display()));
+    assert!(
+        png.len() > 1000 && png.starts_with(b"\x89PNG\r\n\x1a\n"),
+        "{} is not a PNG ({} bytes)",
+        screenshot.display(),
+        png.len()
+    );
+
+    // The notebook is a real file in the user's home.
+    let home = uid_home(ALICE);
+    assert!(
+        home.join(&flow.notebook).is_file(),
+        "the flow's notebook {:?} is not in {}",
+        flow.notebook,
+        home.display()
+    );
+    let stop = hub.call("DELETE", &format!("/hub/api/users/{ALICE}/server"), None);
+    assert!(
+        stop.status == 204 || stop.status == 202,
+        "stopping the server: {} {}",
+        stop.status,
+        stop.body
+    );
+    hub.wait_for_user(
+        ALICE,
+        "the server is stopped",
+        Duration::from_secs(60),
+        |m| m["servers"].as_object().is_some_and(|s| s.is_empty()),
+    );
+    eventually("no process of the user is left after the stop", || {
+        live_processes(ALICE)
+            .difference(&before)
+            .next()
+            .is_none()
+            .then_some(())
+    });
+    let log = hub.log();
+    assert!(
+        !log.contains("Traceback"),
+        "the hub logged a Python traceback:\n{log}"
+    );
+    assert!(
+        !log.contains(&password.password),
+        "the password reached the hub's log"
+    );
+}
+
+/// `user`'s home directory.
+fn uid_home(user: &str) -> PathBuf {
+    nix::unistd::User::from_name(user)
+        .ok()
+        .flatten()
+        .unwrap_or_else(|| panic!("no user {user}"))
+        .dir
+}
+
+/// What a browser session in JupyterLab leaves in a user's home: the
+/// notebooks it made (`Untitled*.ipynb`), their checkpoints, and the saved
+/// workspace (which would reopen them next time). On drop, those that
+/// were not there at the snapshot are removed, so every run starts from
+/// the same home, whether the test passed or not.
+struct LabFiles {
+    dirs: Vec<(PathBuf, BTreeSet<OsString>)>,
+}
+
+impl LabFiles {
+    fn snapshot(user: &str) -> Self {
+        let home = uid_home(user);
+        let dirs = [home.clone(), home.join(".jupyter/lab/workspaces")]
+            .into_iter()
+            .map(|dir| {
+                let names = Self::names(&dir);
+                (dir, names)
+            })
+            .collect();
+        Self { dirs }
+    }
+
+    fn names(dir: &Path) -> BTreeSet<OsString> {
+        std::fs::read_dir(dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok().map(|e| e.file_name()))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+}
+
+impl Drop for LabFiles {
+    fn drop(&mut self) {
+        for (i, (dir, before)) in self.dirs.iter().enumerate() {
+            for name in Self::names(dir).difference(before) {
+                let text = name.to_string_lossy();
+                let ours = i > 0 || text.ends_with(".ipynb") || text == ".ipynb_checkpoints";
+                if ours {
+                    let path = dir.join(name);
+                    // Best effort in Drop (it may run during a panic).
+                    let _removed = if path.is_dir() {
+                        std::fs::remove_dir_all(&path)
+                    } else {
+                        std::fs::remove_file(&path)
+                    };
+                }
+            }
+        }
+    }
 }
 
 /// Runs JupyterHub with `proxy` as `c.ConfigurableHTTPProxy.command`

@@ -58,8 +58,11 @@ if uid=$(id -u "$name" 2>/dev/null); then
     fi
     echo "user $name exists"
 else
-    useradd -m -s /bin/bash "$name"
-    echo "created user $name"
+    # A private home (0700): on Debian new homes are world-readable by
+    # default, and each user's notebook server writes their files there.
+    useradd -m -K HOME_MODE=0700 -s /bin/bash "$name"
+    chmod 0700 "$(getent passwd "$name" | cut -d: -f6)"
+    echo "created user $name (home directory mode 0700)"
 fi
 
 if id -nG "$name" | tr ' ' '\n' | grep -qx "$GROUP"; then

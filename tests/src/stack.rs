@@ -17,7 +17,7 @@ use serde_json::{Value, json};
 
 use crate::hub::{Setup, TestHub};
 use crate::jupyterhub::{Answer, free_port};
-use crate::privileged::{HUB_USER, live_processes, patience, run_ok, unique_suffix};
+use crate::privileged::{HUB_USER, live_processes, patience, unique_suffix};
 use crate::proxy::{Impl, jhub_proxy_path};
 
 /// The group whose members may get a server.
@@ -35,28 +35,26 @@ pub struct HomeUser {
 
 impl HomeUser {
     /// Creates `PREFIX-XXXXXXXX` with a home, a random password and
-    /// [`USERS_GROUP`].
+    /// [`USERS_GROUP`], with the install's own `sudoers/add-user.sh`, as an
+    /// admin would.
     pub fn create(prefix: &str) -> Self {
         let name = format!("{prefix}-{}", unique_suffix());
-        run_ok(
-            Command::new("useradd")
-                .args(["-m", "-s", "/bin/bash", "-G", USERS_GROUP])
-                .arg(&name),
-        );
         let password = format!("Pw-{}-{}", unique_suffix(), unique_suffix());
-        let mut chpasswd = Command::new("chpasswd")
+        let mut add = Command::new(crate::privileged::repo_root().join("sudoers/add-user.sh"))
+            .args([name.as_str(), "--password-stdin"])
             .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::null())
             .spawn()
-            .expect("run chpasswd");
+            .expect("run sudoers/add-user.sh");
         std::io::Write::write_all(
-            chpasswd.stdin.as_mut().expect("piped"),
-            format!("{name}:{password}\n").as_bytes(),
+            add.stdin.as_mut().expect("piped"),
+            format!("{password}\n").as_bytes(),
         )
-        .expect("write to chpasswd");
-        drop(chpasswd.stdin.take());
+        .expect("write the password");
+        drop(add.stdin.take());
         assert!(
-            chpasswd.wait().expect("chpasswd").success(),
-            "chpasswd failed"
+            add.wait().expect("add-user.sh").success(),
+            "add-user.sh {name} failed"
         );
         Self { name, password }
     }

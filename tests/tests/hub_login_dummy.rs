@@ -354,3 +354,33 @@ fn oversized_form_is_413_without_a_row() {
     assert!(page.set_cookie(LOGIN_COOKIE).is_none());
     assert!(hub.usernames().is_empty(), "{:?}", hub.usernames());
 }
+
+#[test]
+fn parallel_requests_without_cookies_keep_the_login_forms_xsrf_binding() {
+    // A browser loads the login page and, in parallel and before it has
+    // the page's cookie, /favicon.ico: only answers that hand out an XSRF
+    // token may set the browser-id cookie, or the favicon's answer would
+    // replace the one the form's token is bound to.
+    let hub = TestHub::start();
+    let mut b = Browser::new(&hub.url);
+    let form = b.get("/hub/login");
+    assert!(form.set_cookie("_xsrf").is_some(), "{form:?}");
+    let mut other = Browser::new(&hub.url);
+    for path in ["/favicon.ico", "/hub/nothing-here", "/hub/health"] {
+        let p = other.get(path);
+        assert!(
+            p.set_cookie("_xsrf").is_none(),
+            "{path} set the browser-id cookie: {p:?}"
+        );
+    }
+    let token = xsrf_in(&form.body).expect("the form's _xsrf");
+    let page = b.post_form(
+        "/hub/login",
+        &[
+            ("username", "a-new-user"),
+            ("password", DUMMY_PASSWORD),
+            ("_xsrf", &token),
+        ],
+    );
+    assert!(page.set_cookie(LOGIN_COOKIE).is_some(), "{page:?}");
+}

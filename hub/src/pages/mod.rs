@@ -26,6 +26,9 @@ pub mod login;
 pub mod native;
 pub mod spawn;
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use axum::Router;
 use axum::extract::{FromRequestParts, Request, State};
 use axum::http::request::Parts;
@@ -91,9 +94,13 @@ pub struct SessionUser {
 }
 
 /// The anonymous browser id (from the signed `_xsrf` cookie, or new),
-/// put in the request by the pages' middleware.
+/// put in the request by the pages' middleware, and whether the answer
+/// handed out an XSRF token bound to it (only then does a new id become a
+/// cookie: a browser's parallel requests without the cookie, such as
+/// `/favicon.ico` beside the login page, must not replace the id the
+/// login form's token is bound to).
 #[derive(Debug, Clone)]
-struct BrowserId(String);
+struct BrowserId(String, Arc<AtomicBool>);
 
 /// Who is behind a page request: the logged-in user, if any, and what
 /// binds the XSRF token of their forms. Rejects only when the database
@@ -106,6 +113,8 @@ pub struct Browser {
     session_id: Option<String>,
     /// The anonymous browser id.
     browser_id: String,
+    /// Set when a token bound to the browser id is handed out.
+    id_used: Arc<AtomicBool>,
     keys: session::SessionKeys,
 }
 
@@ -121,6 +130,9 @@ impl Browser {
 
     /// The XSRF token this browser's forms must carry.
     pub fn xsrf_token(&self) -> String {
+        if self.session_id.is_none() {
+            self.id_used.store(true, Ordering::Relaxed);
+        }
         self.binding().token(&self.keys)
     }
 
@@ -144,12 +156,14 @@ impl FromRequestParts<AppState> for Browser {
     type Rejection = PageError;
 
     async fn from_request_parts(parts: &mut Parts, st: &AppState) -> Result<Self, PageError> {
-        let browser_id = match parts.extensions.get::<BrowserId>() {
-            Some(b) => b.0.clone(),
-            None => st
-                .sessions
-                .read_signed(&parts.headers, XSRF_COOKIE)
-                .unwrap_or_default(),
+        let (browser_id, id_used) = match parts.extensions.get::<BrowserId>() {
+            Some(b) => (b.0.clone(), b.1.clone()),
+            None => (
+                st.sessions
+                    .read_signed(&parts.headers, XSRF_COOKIE)
+                    .unwrap_or_default(),
+                Arc::new(AtomicBool::new(false)),
+            ),
         };
         let found = session::find(&st.sessions, &st.db, &parts.headers)
             .await
@@ -175,6 +189,7 @@ impl FromRequestParts<AppState> for Browser {
             user,
             session_id,
             browser_id,
+            id_used,
             keys: st.sessions.clone(),
         })
     }
@@ -445,10 +460,12 @@ async fn browser_cookie(State(st): State<AppState>, mut req: Request, next: Next
             Err(e) => return PageError::internal(e).into_response(),
         },
     };
-    req.extensions_mut().insert(BrowserId(id.clone()));
+    let used = Arc::new(AtomicBool::new(false));
+    req.extensions_mut()
+        .insert(BrowserId(id.clone(), used.clone()));
     let mut response = next.run(req).await;
     let headers = response.headers_mut();
-    if fresh {
+    if fresh && used.load(Ordering::Relaxed) {
         headers.append(
             header::SET_COOKIE,
             st.sessions.set_signed(XSRF_COOKIE, &id, None),

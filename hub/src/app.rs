@@ -421,7 +421,13 @@ async fn log_request(State(st): State<AppState>, mut req: Request, next: Next) -
         Some(r) if r.contains("{token}") => r.clone(),
         _ => req.uri().path().to_owned(),
     };
-    let response = next.run(req).await;
+    let mut response = next.run(req).await;
+    // as JupyterHub does on every answer: jupyterhub-singleuser compares
+    // it with its own version
+    response.headers_mut().insert(
+        "x-jupyterhub-version",
+        axum::http::HeaderValue::from_static(api::info::API_VERSION),
+    );
     let took = start.elapsed();
     let status = response.status().as_u16();
     st.metrics.observe(method.as_str(), status, took);

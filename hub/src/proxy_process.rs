@@ -199,6 +199,22 @@ impl ProxyProcess {
         })
     }
 
+    /// Stops the proxy (SIGTERM, then SIGKILL after 5 s) and forgets its
+    /// pid file.
+    pub async fn stop(&self) {
+        let mut running = self.running.lock().await;
+        if let Some(r) = running.take() {
+            if let Some(t) = r.start_time {
+                stop_pid(r.pid, t).await;
+            }
+            if let Some(mut child) = r.child {
+                let _ = child.wait().await;
+            }
+            let _ = std::fs::remove_file(&self.pid_file);
+            tracing::info!(pid = r.pid, "the proxy is stopped");
+        }
+    }
+
     /// Starts the proxy again if it died.
     pub async fn check(&self, client: &ProxyClient) {
         let mut running = self.running.lock().await;

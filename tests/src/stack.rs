@@ -191,6 +191,7 @@ impl Stack {
                 "read:hub",
                 "proxy",
                 "read:metrics",
+                "shutdown",
             ]
             .iter()
             .map(|s| s.to_string())

@@ -510,3 +510,86 @@ fn browser_login_start_open_lab_and_come_back() {
     assert_eq!(at, wanted, "back to the URL first asked for");
     assert_eq!(stack.stop_server(&alice.name), 204);
 }
+
+#[test]
+fn concurrent_spawn_limit_answers_429() {
+    if !require_root(
+        "concurrent_spawn_limit_answers_429",
+        "two real users' starts at once",
+    ) {
+        return;
+    }
+    let a = HomeUser::create("jhs-j");
+    let b = HomeUser::create("jhs-k");
+    let stack = Stack::start(&StackOptions {
+        hub_extra: "concurrent_spawn_limit = 1\n".into(),
+        ..StackOptions::default()
+    });
+    stack.add_user(&a.name);
+    stack.add_user(&b.name);
+    // a's start holds the only slot for at least the helper's first
+    // second; b's start meanwhile is refused
+    let hub_url = stack.hub.url.clone();
+    let token = stack.hub.token.clone();
+    let name = a.name.clone();
+    let first = std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
+        agent
+            .post(format!("{hub_url}/hub/api/users/{name}/server"))
+            .header("Authorization", format!("token {token}"))
+            .send_empty()
+            .expect("start")
+            .status()
+            .as_u16()
+    });
+    wait_until("a's start is under way", Duration::from_secs(10), || {
+        stack.server(&a.name)["pending"] == json!("spawn")
+    });
+    let busy = stack
+        .hub
+        .api("POST", &format!("/users/{}/server", b.name), None);
+    assert_eq!(busy.status, 429, "{}", busy.body);
+    assert!(busy.body.contains("Too many users"), "{}", busy.body);
+    assert!(matches!(first.join().expect("first start"), 201 | 202));
+    stack.wait_ready(&a.name);
+    // the slot is free again
+    let ok = stack
+        .hub
+        .api("POST", &format!("/users/{}/server", b.name), None);
+    assert!(matches!(ok.status, 201 | 202), "{}", ok.body);
+    stack.wait_ready(&b.name);
+    for u in [&a, &b] {
+        assert_eq!(stack.stop_server(&u.name), 204);
+    }
+}
+
+#[test]
+fn shutdown_with_servers_and_proxy_stops_everything() {
+    if !require_root(
+        "shutdown_with_servers_and_proxy_stops_everything",
+        "the whole stack",
+    ) {
+        return;
+    }
+    let u = HomeUser::create("jhs-l");
+    let mut stack = Stack::start(&StackOptions::default());
+    stack.add_user(&u.name);
+    stack.start_server(&u.name);
+    let proxy = stack.proxy_pid().expect("the proxy's pid");
+    let a = stack.hub.api(
+        "POST",
+        "/shutdown",
+        Some(&json!({"servers": true, "proxy": true})),
+    );
+    assert_eq!(a.status, 202, "{}", a.body);
+    assert!(stack.hub.wait_exit().is_some(), "the hub did not exit");
+    assert!(u.processes().is_empty(), "a server outlived the shutdown");
+    assert!(
+        jhub_tests::privileged::proc_stat(proxy).is_none_or(|s| s.state == 'Z'),
+        "the proxy outlived the shutdown"
+    );
+}

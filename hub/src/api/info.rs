@@ -54,8 +54,10 @@ pub async fn info(State(st): State<AppState>, req: Requester) -> ApiResult<Json<
     })))
 }
 
-/// `POST /hub/api/shutdown`: answers 202, then the hub stops. Servers
-/// keep running either way (this version starts none).
+/// `POST /hub/api/shutdown`: answers 202, then the hub stops. By default
+/// the users' servers and the proxy keep running (the next hub adopts
+/// them); `{"servers": true}` stops every server first, `{"proxy": true}`
+/// also stops the proxy the hub started.
 pub async fn shutdown(
     State(st): State<AppState>,
     req: Requester,
@@ -74,7 +76,25 @@ pub async fn shutdown(
         }
     }
     tracing::info!(by = %req.principal.name(), "shutdown requested through the API");
-    st.request_shutdown();
+    let flag = |key: &str| {
+        body.as_ref()
+            .and_then(|b| b.get(key))
+            .and_then(Value::as_bool)
+            .unwrap_or(false)
+    };
+    let (servers, proxy) = (flag("servers"), flag("proxy"));
+    let st2 = st.clone();
+    tokio::spawn(async move {
+        if servers {
+            crate::spawner::stop_all(&st2).await;
+        }
+        if proxy {
+            if let Some(p) = &st2.proxy_process {
+                p.stop().await;
+            }
+        }
+        st2.request_shutdown();
+    });
     Ok((
         StatusCode::ACCEPTED,
         Json(json!({"message": "Shutting down Hub"})),

@@ -857,6 +857,46 @@ pub async fn stop(st: &AppState, user: &UserRow, server: &str) -> Result<StopOut
     })
 }
 
+/// Stops every server (for a shutdown that asks for it), at most eight at
+/// a time, waiting for each.
+pub async fn stop_all(st: &AppState) {
+    let servers = match st.db.active_servers().await {
+        Ok(s) => s,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list the servers to stop");
+            return;
+        }
+    };
+    let limit = Arc::new(tokio::sync::Semaphore::new(8));
+    let mut tasks = Vec::new();
+    for OwnedServer { server, user_name } in servers {
+        let st = st.clone();
+        let limit = limit.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = limit.acquire().await;
+            let Ok(Some(user)) = st.db.find_user(&user_name).await else {
+                return;
+            };
+            match stop(&st, &user, &server.name).await {
+                Ok(StopOutcome::Stopped) => {}
+                Ok(StopOutcome::Pending) => {
+                    // wait for the stop under way
+                    for _ in 0..200 {
+                        if st.servers.phase(server.id) == Phase::Idle {
+                            break;
+                        }
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                    }
+                }
+                Err(e) => tracing::warn!(user = %user_name, error = %e, "cannot stop the server"),
+            }
+        }));
+    }
+    for t in tasks {
+        let _ = t.await;
+    }
+}
+
 /// At start-up: every server the database says runs is polled; live ones
 /// are kept (their routes come back with [`reconcile_routes`]), dead ones
 /// are recorded as stopped. Starts and stops that a previous hub left

@@ -83,13 +83,15 @@ impl Drop for HomeUser {
     }
 }
 
-/// Which proxy the hub starts.
+/// Which proxy routes the stack.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProxyKind {
-    /// The built `jhub-proxy`.
+    /// The built `jhub-proxy`, started by the hub.
     Jhub,
-    /// The real configurable-http-proxy 5.3.0 (npm).
+    /// The real configurable-http-proxy 5.3.0 (npm), started by the hub.
     Chp,
+    /// A proxy the test starts itself (`should_start = false`).
+    External(Impl),
 }
 
 /// How to set the stack up.
@@ -128,6 +130,9 @@ pub struct Stack {
     /// The proxy's API URL.
     pub proxy_api: String,
     http: ureq::Agent,
+    /// The external proxy's token, when the test runs the proxy.
+    external_token: Option<String>,
+    external: Option<(Impl, std::process::Child)>,
     _bin: tempfile::TempDir,
 }
 
@@ -164,11 +169,31 @@ impl Stack {
                 copy.display().to_string()
             }
             ProxyKind::Chp => Impl::Chp.binary().display().to_string(),
+            ProxyKind::External(_) => String::new(),
         };
         let public_port = free_port();
         let api_port = free_port();
         let public = format!("http://127.0.0.1:{public_port}");
         let proxy_api = format!("http://127.0.0.1:{api_port}");
+        let mut external = None;
+        let mut external_token = None;
+        let proxy_section = if let ProxyKind::External(imp) = opts.proxy {
+            let token = crate::proxy::random_token();
+            external = Some((imp, start_external(imp, public_port, api_port, &token)));
+            let section = format!(
+                "api_url = \"{proxy_api}\"\nshould_start = false\nauth_token = \"{token}\"\n\
+                 check_running_interval = {}\n",
+                opts.check_interval
+            );
+            external_token = Some(token);
+            section
+        } else {
+            format!(
+                "api_url = \"{proxy_api}\"\nshould_start = true\ncommand = [{command:?}]\n\
+                 check_running_interval = {}\n",
+                opts.check_interval
+            )
+        };
         let admins: Vec<String> = opts.admins.iter().map(|a| format!("{a:?}")).collect();
         let setup = Setup {
             authenticator_class: "pam".into(),
@@ -178,11 +203,7 @@ impl Stack {
             ),
             run_as: Some(HUB_USER.into()),
             hub_extra: format!("bind_url = \"{public}\"\n{}", opts.hub_extra),
-            proxy_section: Some(format!(
-                "api_url = \"{proxy_api}\"\nshould_start = true\ncommand = [{command:?}]\n\
-                 check_running_interval = {}\n",
-                opts.check_interval
-            )),
+            proxy_section: Some(proxy_section),
             extra: format!("[spawner]\n{}\n", opts.spawner_extra),
             service_scopes: [
                 "admin:users",
@@ -210,6 +231,8 @@ impl Stack {
             public,
             proxy_api,
             http,
+            external_token,
+            external,
             _bin: bin,
         };
         stack.wait_for_route("/", Duration::from_secs(30));
@@ -246,10 +269,30 @@ impl Stack {
         }
     }
 
+    /// Kills the external proxy and starts a new one on the same ports,
+    /// with an empty table.
+    pub fn restart_external_proxy(&mut self) {
+        let (imp, mut child) = self.external.take().expect("an external proxy");
+        let _killed = child.kill();
+        let _status = child.wait();
+        let port = |url: &str| -> u16 {
+            url.rsplit(':')
+                .next()
+                .and_then(|p| p.parse().ok())
+                .expect("a port")
+        };
+        let token = self.external_token.clone().expect("its token");
+        let child = start_external(imp, port(&self.public), port(&self.proxy_api), &token);
+        self.external = Some((imp, child));
+    }
+
     /// The proxy's routing table (from its own API, with the hub's token).
     pub fn routes(&self) -> Value {
-        let token = std::fs::read_to_string(self.hub.dir.path().join("proxy_auth_token"))
-            .expect("the hub's generated proxy token");
+        let token = match &self.external_token {
+            Some(t) => t.clone(),
+            None => std::fs::read_to_string(self.hub.dir.path().join("proxy_auth_token"))
+                .expect("the hub's generated proxy token"),
+        };
         let req = ureq::http::Request::builder()
             .method("GET")
             .uri(format!("{}/api/routes", self.proxy_api))
@@ -357,9 +400,38 @@ impl Stack {
     }
 }
 
+/// Starts `imp` on the given ports with `token`; returns once its API
+/// answers.
+fn start_external(imp: Impl, port: u16, api_port: u16, token: &str) -> std::process::Child {
+    let mut child = Command::new(imp.binary())
+        .args(["--ip", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--api-ip", "127.0.0.1", "--api-port", &api_port.to_string()])
+        .env("CONFIGPROXY_AUTH_TOKEN", token)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("start the proxy");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if std::net::TcpStream::connect(("127.0.0.1", api_port)).is_ok() {
+            return child;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{} exited at start: {status}", imp.name());
+        }
+        assert!(Instant::now() < deadline, "{} did not listen", imp.name());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 impl Drop for Stack {
     fn drop(&mut self) {
         self.hub.kill();
+        if let Some((_, mut child)) = self.external.take() {
+            let _killed = child.kill();
+            let _status = child.wait();
+        }
         if let Some(pid) = self.proxy_pid() {
             // Best effort: it may have exited.
             let _gone = nix::sys::signal::kill(

@@ -166,3 +166,51 @@ fn chp_killed_is_replaced_and_refilled() {
     }
     proxy_killed_is_replaced_and_refilled(ProxyKind::Chp);
 }
+
+fn external_proxy_restarted_empty_heals(imp: jhub_tests::proxy::Impl) {
+    let dana = HomeUser::create("jhr-d");
+    let mut stack = Stack::start(&StackOptions {
+        proxy: ProxyKind::External(imp),
+        ..StackOptions::default()
+    });
+    stack.add_user(&dana.name);
+    stack.start_server(&dana.name);
+    let token = stack.token(&dana.name, None);
+    let status = format!("/user/{}/api/status", dana.name);
+    assert_eq!(stack.public_get(&status, Some(&token)).status, 200);
+    // the proxy comes back with an empty table; within the check
+    // interval (1 s here) the hub has put its routes back
+    stack.restart_external_proxy();
+    wait_until(
+        "the restarted proxy routes dana again",
+        Duration::from_secs(15),
+        || stack.public_get(&status, Some(&token)).status == 200,
+    );
+    assert!(stack.routes().get("/").is_some(), "{}", stack.routes());
+    assert_eq!(stack.stop_server(&dana.name), 204);
+    wait_until("dana's route removed", Duration::from_secs(10), || {
+        stack.routes().get(format!("/user/{}", dana.name)).is_none()
+    });
+}
+
+#[test]
+fn external_chp_restarted_empty_heals() {
+    if !require_root(
+        "external_chp_restarted_empty_heals",
+        "the stack with an external CHP",
+    ) {
+        return;
+    }
+    external_proxy_restarted_empty_heals(jhub_tests::proxy::Impl::Chp);
+}
+
+#[test]
+fn external_jhub_proxy_restarted_empty_heals() {
+    if !require_root(
+        "external_jhub_proxy_restarted_empty_heals",
+        "the stack with an external jhub-proxy",
+    ) {
+        return;
+    }
+    external_proxy_restarted_empty_heals(jhub_tests::proxy::Impl::Jhub);
+}

@@ -593,3 +593,67 @@ fn shutdown_with_servers_and_proxy_stops_everything() {
         "the proxy outlived the shutdown"
     );
 }
+
+#[test]
+fn cancelled_start_and_deleted_user_leave_nothing() {
+    if !require_root(
+        "cancelled_start_and_deleted_user_leave_nothing",
+        "the whole stack",
+    ) {
+        return;
+    }
+    let a = HomeUser::create("jhs-m");
+    let b = HomeUser::create("jhs-n");
+    let stack = Stack::start(&StackOptions::default());
+    stack.add_user(&a.name);
+    stack.add_user(&b.name);
+
+    // A stop while the start is under way cancels it.
+    let hub_url = stack.hub.url.clone();
+    let token = stack.hub.token.clone();
+    let name = a.name.clone();
+    let starter = std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
+        agent
+            .post(format!("{hub_url}/hub/api/users/{name}/server"))
+            .header("Authorization", format!("token {token}"))
+            .send_empty()
+            .expect("start")
+            .status()
+            .as_u16()
+    });
+    wait_until("a's start is under way", Duration::from_secs(10), || {
+        stack.server(&a.name)["pending"] == json!("spawn")
+    });
+    let stop = stack.stop_server(&a.name);
+    assert!(matches!(stop, 202 | 204), "stop during the start: {stop}");
+    let started = starter.join().expect("starter");
+    assert!(
+        matches!(started, 202 | 500),
+        "the cancelled start answered {started}"
+    );
+    wait_until("a's server stopped", Duration::from_secs(30), || {
+        stack.server(&a.name)["stopped"] == json!(true)
+    });
+    wait_until("no process of a", Duration::from_secs(15), || {
+        a.processes().is_empty()
+    });
+    assert!(stack.routes().get(format!("/user/{}", a.name)).is_none());
+
+    // Deleting a user stops their server first.
+    stack.start_server(&b.name);
+    let d = stack.hub.api("DELETE", &format!("/users/{}", b.name), None);
+    assert_eq!(d.status, 204, "{}", d.body);
+    wait_until("no process of b", Duration::from_secs(15), || {
+        b.processes().is_empty()
+    });
+    assert!(
+        stack.routes().get(format!("/user/{}", b.name)).is_none(),
+        "{}",
+        stack.routes()
+    );
+}

@@ -510,6 +510,18 @@ pub async fn patch(
                     "User {normalized} already exists, username must be unique"
                 )));
             }
+            // a running server's URL, route and OAuth client carry the name
+            let active = st
+                .db
+                .servers_of_user(user.id)
+                .await?
+                .iter()
+                .any(|s| crate::spawner::is_running(s) || s.pending.is_some());
+            if active {
+                return Err(ApiError::bad_request(format!(
+                    "{name} has a running server; stop it before renaming the user"
+                )));
+            }
             new_name = Some(normalized);
         }
     }
@@ -547,6 +559,19 @@ pub async fn delete(
         .ok_or_else(ApiError::not_found_plain)?;
     if matches!(&req.principal, Principal::User { name: me, .. } if *me == user.name) {
         return Err(ApiError::bad_request("Cannot delete yourself!"));
+    }
+    // Servers first (as JupyterHub does): a deleted user must leave no
+    // process, route or token behind.
+    for s in st.db.servers_of_user(user.id).await? {
+        let active = crate::spawner::is_running(&s) || s.pending.is_some();
+        if active
+            && crate::spawner::stop(&st, &user, &s.name).await?
+                == crate::spawner::StopOutcome::Pending
+        {
+            return Err(ApiError::bad_request(format!(
+                "{name}'s server is in the process of stopping, please wait."
+            )));
+        }
     }
     st.db.delete_user(user.id).await?;
     tracing::info!(by = %req.principal.name(), user.name = %name, "deleted user");

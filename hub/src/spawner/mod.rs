@@ -496,11 +496,14 @@ impl SpawnTask {
         );
         let start_timeout = Duration::from_secs(cfg.start_timeout);
         let request = HelperRequest::Spawn { args, env };
-        let call = st.servers.helper.call(&self.user, &request, start_timeout);
-        let answer = tokio::select! {
-            a = call => a,
-            _ = cancel.wait_for(|c| *c) => return Err(cancelled()),
-        };
+        // Not cancellable while the helper runs: it may have started the
+        // server before it answers, and only its answer names the pid to
+        // clean up. A cancel is seen right after.
+        let answer = st
+            .servers
+            .helper
+            .call(&self.user, &request, start_timeout)
+            .await;
         let pid = match answer {
             Ok(a) => a.pid.ok_or("the spawner helper answered no pid")?,
             Err(HelperError::Timeout(_)) => {
@@ -512,6 +515,9 @@ impl SpawnTask {
             Err(e) => return Err(e.to_string()),
         };
         *started_pid = Some(pid);
+        if *cancel.borrow() {
+            return Err(cancelled());
+        }
         let start_time = process::proc_info(pid).map(|p| p.start_time);
         let url = format!("http://127.0.0.1:{port}");
         let state = json!({"pid": pid}).to_string();

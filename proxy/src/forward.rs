@@ -19,6 +19,7 @@
 //! - activity is recorded for request body data and, for statuses below
 //!   300, when the response has been sent in full.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -117,22 +118,24 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// The path the route table is searched with: the decoded pathname,
 /// prefixed by `/{host}` under host routing.
-pub fn match_path(
+pub fn match_path<'a>(
     state: &State,
     headers: &HeaderMap,
-    raw: &str,
-) -> Result<String, urlpath::MalformedUri> {
-    let pathname = urlpath::pathname(raw);
-    let decoded = urlpath::decode_component(&pathname)?;
+    raw: &'a str,
+) -> Result<Cow<'a, str>, urlpath::MalformedUri> {
+    let decoded = match urlpath::pathname(raw) {
+        Cow::Borrowed(pathname) => urlpath::decode_component(pathname)?,
+        Cow::Owned(pathname) => Cow::Owned(urlpath::decode_component(&pathname)?.into_owned()),
+    };
     if !state.config.host_routing {
-        return Ok(decoded.into_owned());
+        return Ok(decoded);
     }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(|h| h.split(':').next().unwrap_or(""));
     let host = host.unwrap_or("undefined");
-    Ok(format!("/{host}{decoded}"))
+    Ok(Cow::Owned(format!("/{host}{decoded}")))
 }
 
 /// Looks up the route for a path, timing the lookup when metrics are on.

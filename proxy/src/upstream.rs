@@ -19,8 +19,9 @@
 //!   been read, else when it has, from a spawned task);
 //! - a task started with the first idle connection drops expired and
 //!   closed idle connections every idle timeout;
-//! - errors read `client error (Kind)` with the cause as their source, as
-//!   the former client's did, so logs keep their text.
+//! - errors read `client error (Kind)` with the cause as their source, and
+//!   the debug and warning lines are the former client's, so logs keep
+//!   their text.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
@@ -124,6 +125,13 @@ struct Key {
     authority: Authority,
 }
 
+impl Key {
+    /// The key as the former client's pool printed it in debug lines.
+    fn as_tuple(&self) -> (&Scheme, &Authority) {
+        (&self.scheme, &self.authority)
+    }
+}
+
 /// An idle connection and when it became idle.
 struct Idle {
     tx: Sender,
@@ -152,6 +160,7 @@ impl Pool {
         let list = idle.get_mut(key)?;
         while let Some(entry) = list.pop() {
             if entry.tx.is_ready() && now.saturating_duration_since(entry.since) <= self.timeout {
+                tracing::debug!("reuse idle connection for {:?}", key.as_tuple());
                 return Some(entry.tx);
             }
         }
@@ -171,8 +180,12 @@ impl Pool {
             let mut map = self.lock();
             match map.get_mut(&key) {
                 Some(list) if list.len() >= self.max_per_host => return,
-                Some(list) => list.push(idle),
+                Some(list) => {
+                    tracing::debug!("pooling idle connection for {:?}", key.as_tuple());
+                    list.push(idle);
+                }
                 None => {
+                    tracing::debug!("pooling idle connection for {:?}", key.as_tuple());
                     map.insert(key, vec![idle]);
                 }
             }
@@ -277,14 +290,31 @@ impl Client {
         match req.version() {
             Version::HTTP_11 => {}
             Version::HTTP_10 if !connect => {}
-            _ => return Err(Error::bare(Kind::UserUnsupportedVersion)),
+            Version::HTTP_10 => {
+                tracing::warn!("CONNECT is not allowed for HTTP/1.0");
+                return Err(Error::bare(Kind::UserUnsupportedVersion));
+            }
+            Version::HTTP_2 => {
+                tracing::warn!("Connection is HTTP/1, but request requires HTTP/2");
+                return Err(Error::bare(Kind::UserUnsupportedVersion));
+            }
+            other => {
+                tracing::warn!("Request has unsupported version \"{:?}\"", other);
+                return Err(Error::bare(Kind::UserUnsupportedVersion));
+            }
         }
         let key = match (req.uri().scheme(), req.uri().authority()) {
             (Some(scheme), Some(authority)) => Key {
                 scheme: scheme.clone(),
                 authority: authority.clone(),
             },
-            _ => return Err(Error::bare(Kind::UserAbsoluteUriRequired)),
+            _ => {
+                tracing::debug!(
+                    "Client requires absolute-form URIs, received: {:?}",
+                    req.uri()
+                );
+                return Err(Error::bare(Kind::UserAbsoluteUriRequired));
+            }
         };
         if !req.headers().contains_key(header::HOST) {
             let uri = req.uri();
@@ -298,12 +328,25 @@ impl Client {
             }
         }
         let method = req.method().clone();
-        wire_form(&method, req.uri_mut());
+        // The path a CONNECT request loses, warned about on every attempt.
+        let stripped = req
+            .uri()
+            .path_and_query()
+            .filter(|p| connect && p.as_str() != "/")
+            .cloned();
+        let mut absolute = true;
         loop {
             let (mut tx, reused) = match self.pool.checkout(&key) {
                 Some(tx) => (tx, true),
                 None => (self.connect(&key).await?, false),
             };
+            if let Some(path) = &stripped {
+                tracing::warn!("HTTP/1.1 CONNECT request stripping path: {:?}", path);
+            }
+            if absolute {
+                wire_form(&method, req.uri_mut());
+                absolute = false;
+            }
             match tx.try_send_request(req).await {
                 Ok(res) => {
                     self.give_back(key, tx);
@@ -353,6 +396,7 @@ impl Client {
         let (err_tx, err_rx) = tokio::sync::oneshot::channel();
         tokio::spawn(async move {
             if let Err(e) = conn.with_upgrades().await {
+                tracing::debug!("client connection error: {:?}", e);
                 let _ = err_tx.send(e);
             }
         });

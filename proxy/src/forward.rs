@@ -148,8 +148,15 @@ pub fn lookup(state: &State, path: &str) -> Option<Match> {
     found
 }
 
-/// Builds the target URI for `raw` (the request target as received).
-pub fn outgoing(state: &State, m: &Match, raw: &str) -> Result<Outgoing, String> {
+/// Builds the target URI for `raw` (the request target as received, whose
+/// parsed form `as_received` is, when the caller has it, reused as the
+/// forwarded path when the join would rebuild it unchanged).
+pub fn outgoing(
+    state: &State,
+    m: &Match,
+    raw: &str,
+    as_received: Option<&PathAndQuery>,
+) -> Result<Outgoing, String> {
     let target = match &m.route.target {
         Target::Http(t) => t,
         Target::Invalid(reason) => return Err(reason.clone()),
@@ -162,15 +169,25 @@ pub fn outgoing(state: &State, m: &Match, raw: &str) -> Result<Outgoing, String>
     } else {
         "/"
     };
-    let joined = urlpath::url_join(base, &request_path);
-    let path = PathAndQuery::from_maybe_shared(bytes::Bytes::from(joined))
-        .map_err(|e| format!("bad forwarded path: {e}"))?;
-    let uri = Uri::builder()
-        .scheme(target.scheme.clone())
-        .authority(target.authority.clone())
-        .path_and_query(path)
-        .build()
-        .map_err(|e| format!("bad target URI: {e}"))?;
+    let path = match (as_received, &request_path) {
+        // The common case: a target without a path, and a request path
+        // that needs no normalizing: the join gives it back as it came.
+        (Some(pq), Cow::Borrowed(p))
+            if base == "/" && pq.as_str() == *p && urlpath::joins_to_itself(p) =>
+        {
+            pq.clone()
+        }
+        _ => {
+            let joined = urlpath::url_join(base, &request_path);
+            PathAndQuery::from_maybe_shared(bytes::Bytes::from(joined))
+                .map_err(|e| format!("bad forwarded path: {e}"))?
+        }
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(target.scheme.clone());
+    parts.authority = Some(target.authority.clone());
+    parts.path_and_query = Some(path);
+    let uri = Uri::from_parts(parts).map_err(|e| format!("bad target URI: {e}"))?;
     Ok(Outgoing { uri, stripped })
 }
 
@@ -376,7 +393,7 @@ pub async fn handle(
         return Ok(errors::respond(&state, StatusCode::NOT_FOUND, raw).await);
     };
     drop(path);
-    let out = match outgoing(&state, &m, raw) {
+    let out = match outgoing(&state, &m, raw, uri.path_and_query()) {
         Ok(o) => o,
         Err(e) => {
             tracing::error!("500 {} {} {e}", req.method(), urlpath::path_part(raw));

@@ -233,6 +233,17 @@ pub fn url_join(target: &str, request: &str) -> String {
     out
 }
 
+/// Whether `url_join("/", request)` is `request` itself: it starts with
+/// `/` and has no `?` with nothing after it (the join drops an empty
+/// query).
+pub fn joins_to_itself(request: &str) -> bool {
+    request.starts_with('/')
+        && match request.find('?') {
+            Some(i) => i + 1 < request.len(),
+            None => true,
+        }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -317,6 +328,30 @@ mod tests {
         assert_eq!(url_join("/", "?q"), "/?q");
         assert_eq!(url_join("/", "//x"), "//x");
         assert_eq!(url_join("/", "/x?"), "/x");
+    }
+
+    #[test]
+    fn join_to_itself() {
+        let cases = [
+            "/",
+            "/a",
+            "/a/",
+            "//a",
+            "/a?b",
+            "/a?",
+            "/?",
+            "/?x",
+            "/a?b?c",
+            "/a??",
+            "?x",
+            "",
+            "a",
+            "/a/%2e?q=1&r",
+            "/x?&",
+        ];
+        for c in cases {
+            assert_eq!(joins_to_itself(c), url_join("/", c) == c, "{c:?}");
+        }
     }
 
     #[test]

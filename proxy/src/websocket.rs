@@ -79,7 +79,7 @@ pub async fn handle(
     if req.method() != Method::GET || !is_ws {
         return Err(Dropped::NotWebsocket);
     }
-    let out = match forward::outgoing(&state, &m, raw) {
+    let out = match forward::outgoing(&state, &m, raw, req.uri().path_and_query()) {
         Ok(o) => o,
         Err(e) => {
             tracing::error!("500 {} {} {e}", req.method(), urlpath::path_part(raw));

@@ -10,8 +10,8 @@
 //!   connection task is spawned, upgrades enabled, and it is used once it
 //!   reports ready);
 //! - a request that a reused connection closed before sending is sent
-//!   again, on another connection (the reference's target servers close
-//!   idle keep-alive connections whenever they like);
+//!   again, on another connection (targets close idle keep-alive
+//!   connections whenever they like);
 //! - the request goes out in origin form (authority form for `CONNECT`),
 //!   with a `Host` header made from the target when it has none;
 //! - after the response head, the connection goes back to the pool as soon
@@ -19,6 +19,9 @@
 //!   been read, else when it has, from a spawned task);
 //! - a task started with the first idle connection drops expired and
 //!   closed idle connections every idle timeout;
+//! - a request that finds no idle connection makes one and uses it (the
+//!   former client also watched for a connection coming back meanwhile
+//!   and took whichever came first: a difference in timing only);
 //! - errors read `client error (Kind)` with the cause as their source, and
 //!   the debug and warning lines are the former client's, so logs keep
 //!   their text.

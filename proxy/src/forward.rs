@@ -38,12 +38,25 @@ use crate::urlpath;
 use crate::websocket;
 
 /// What the proxy knows about the client connection.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct ClientInfo {
-    /// The peer's IP (none on a UNIX socket).
-    pub ip: Option<IpAddr>,
     /// Whether the connection is TLS.
     pub tls: bool,
+    /// The peer's IP as `X-Forwarded-For` gives it (`undefined` on a
+    /// UNIX socket), formatted once per connection.
+    forwarded_for: HeaderValue,
+}
+
+impl ClientInfo {
+    /// The connection from `ip` (none on a UNIX socket).
+    pub fn new(ip: Option<IpAddr>, tls: bool) -> Self {
+        let forwarded_for = match ip {
+            Some(ip) => HeaderValue::from_maybe_shared(bytes::Bytes::from(ip.to_string()))
+                .unwrap_or_else(|_| HeaderValue::from_static("undefined")),
+            None => HeaderValue::from_static("undefined"),
+        };
+        ClientInfo { tls, forwarded_for }
+    }
 }
 
 /// Why a request produced no response at all: hyper then closes the
@@ -105,22 +118,24 @@ pub fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// The path the route table is searched with: the decoded pathname,
 /// prefixed by `/{host}` under host routing.
-pub fn match_path(
+pub fn match_path<'a>(
     state: &State,
     headers: &HeaderMap,
-    raw: &str,
-) -> Result<String, urlpath::MalformedUri> {
-    let pathname = urlpath::pathname(raw);
-    let decoded = urlpath::decode_component(&pathname)?;
+    raw: &'a str,
+) -> Result<Cow<'a, str>, urlpath::MalformedUri> {
+    let decoded = match urlpath::pathname(raw) {
+        Cow::Borrowed(pathname) => urlpath::decode_component(pathname)?,
+        Cow::Owned(pathname) => Cow::Owned(urlpath::decode_component(&pathname)?.into_owned()),
+    };
     if !state.config.host_routing {
-        return Ok(decoded.into_owned());
+        return Ok(decoded);
     }
     let host = headers
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .map(|h| h.split(':').next().unwrap_or(""));
     let host = host.unwrap_or("undefined");
-    Ok(format!("/{host}{decoded}"))
+    Ok(Cow::Owned(format!("/{host}{decoded}")))
 }
 
 /// Looks up the route for a path, timing the lookup when metrics are on.
@@ -133,8 +148,15 @@ pub fn lookup(state: &State, path: &str) -> Option<Match> {
     found
 }
 
-/// Builds the target URI for `raw` (the request target as received).
-pub fn outgoing(state: &State, m: &Match, raw: &str) -> Result<Outgoing, String> {
+/// Builds the target URI for `raw` (the request target as received, whose
+/// parsed form `as_received` is, when the caller has it, reused as the
+/// forwarded path when the join would rebuild it unchanged).
+pub fn outgoing(
+    state: &State,
+    m: &Match,
+    raw: &str,
+    as_received: Option<&PathAndQuery>,
+) -> Result<Outgoing, String> {
     let target = match &m.route.target {
         Target::Http(t) => t,
         Target::Invalid(reason) => return Err(reason.clone()),
@@ -147,54 +169,75 @@ pub fn outgoing(state: &State, m: &Match, raw: &str) -> Result<Outgoing, String>
     } else {
         "/"
     };
-    let joined = urlpath::url_join(base, &request_path);
-    let path = PathAndQuery::from_maybe_shared(bytes::Bytes::from(joined))
-        .map_err(|e| format!("bad forwarded path: {e}"))?;
-    let uri = Uri::builder()
-        .scheme(target.scheme.clone())
-        .authority(target.authority.clone())
-        .path_and_query(path)
-        .build()
-        .map_err(|e| format!("bad target URI: {e}"))?;
+    let path = match (as_received, &request_path) {
+        // The common case: a target without a path, and a request path
+        // that needs no normalizing: the join gives it back as it came.
+        (Some(pq), Cow::Borrowed(p))
+            if base == "/" && pq.as_str() == *p && urlpath::joins_to_itself(p) =>
+        {
+            pq.clone()
+        }
+        _ => {
+            let joined = urlpath::url_join(base, &request_path);
+            PathAndQuery::from_maybe_shared(bytes::Bytes::from(joined))
+                .map_err(|e| format!("bad forwarded path: {e}"))?
+        }
+    };
+    let mut parts = http::uri::Parts::default();
+    parts.scheme = Some(target.scheme.clone());
+    parts.authority = Some(target.authority.clone());
+    parts.path_and_query = Some(path);
+    let uri = Uri::from_parts(parts).map_err(|e| format!("bad target URI: {e}"))?;
     Ok(Outgoing { uri, stripped })
 }
 
 /// The `X-Forwarded-Port` value: the first `:digits` in the Host header,
 /// else the scheme's default port.
-fn forwarded_port(headers: &HeaderMap, tls: bool) -> Cow<'static, str> {
+fn forwarded_port(headers: &HeaderMap, tls: bool) -> HeaderValue {
     if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
         let b = host.as_bytes();
         for (i, _) in host.match_indices(':') {
             let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
             if digits > 0 {
-                return Cow::Owned(host[i + 1..i + 1 + digits].to_owned());
+                if let Ok(v) = HeaderValue::from_bytes(&b[i + 1..i + 1 + digits]) {
+                    return v;
+                }
             }
         }
     }
-    Cow::Borrowed(if tls { "443" } else { "80" })
+    HeaderValue::from_static(if tls { "443" } else { "80" })
 }
 
 /// Appends `value` to the (comma-joined) existing values of `name`.
-fn append_forwarded(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
-    let joined = {
-        let mut existing = headers.get_all(name).iter().filter_map(|v| v.to_str().ok());
-        match existing.next() {
-            None => value.to_owned(),
-            Some(first) => {
-                let mut joined = first.to_owned();
-                for more in existing {
-                    joined.push_str(", ");
-                    joined.push_str(more);
-                }
-                joined.push(',');
-                joined.push_str(value);
-                joined
-            }
+fn append_forwarded(headers: &mut HeaderMap, name: &'static HeaderName, value: HeaderValue) {
+    let mut entry = match headers.entry(name) {
+        header::Entry::Vacant(e) => {
+            e.insert(value);
+            return;
+        }
+        header::Entry::Occupied(e) => e,
+    };
+    let mut joined: Vec<u8> = Vec::new();
+    let mut any = false;
+    for existing in entry.iter().filter_map(|v| v.to_str().ok()) {
+        if any {
+            joined.extend_from_slice(b", ");
+        }
+        joined.extend_from_slice(existing.as_bytes());
+        any = true;
+    }
+    let joined = if !any {
+        // No usable value: ours replaces them.
+        value
+    } else {
+        joined.push(b',');
+        joined.extend_from_slice(value.as_bytes());
+        match HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
+            Ok(v) => v,
+            Err(_) => return,
         }
     };
-    if let Ok(v) = HeaderValue::from_maybe_shared(bytes::Bytes::from(joined)) {
-        headers.insert(name, v);
-    }
+    entry.insert(joined);
 }
 
 /// Rewrites request headers for the target: X-Forwarded-*, custom
@@ -202,14 +245,11 @@ fn append_forwarded(headers: &mut HeaderMap, name: &HeaderName, value: &str) {
 pub fn prepare_headers(
     state: &State,
     headers: &mut HeaderMap,
-    client: ClientInfo,
+    client: &ClientInfo,
     websocket: bool,
     target: &Uri,
 ) {
     if state.config.x_forward {
-        let ip = client
-            .ip
-            .map_or_else(|| "undefined".to_owned(), |ip| ip.to_string());
         let port = forwarded_port(headers, client.tls);
         let proto = match (websocket, client.tls) {
             (false, false) => "http",
@@ -217,15 +257,17 @@ pub fn prepare_headers(
             (true, false) => "ws",
             (true, true) => "wss",
         };
-        append_forwarded(headers, &X_FORWARDED_FOR, &ip);
-        append_forwarded(headers, &X_FORWARDED_PORT, &port);
-        append_forwarded(headers, &X_FORWARDED_PROTO, proto);
-        if !websocket && !headers.contains_key(&X_FORWARDED_HOST) {
+        append_forwarded(headers, &X_FORWARDED_FOR, client.forwarded_for.clone());
+        append_forwarded(headers, &X_FORWARDED_PORT, port);
+        append_forwarded(headers, &X_FORWARDED_PROTO, HeaderValue::from_static(proto));
+        if !websocket {
             let host = headers
                 .get(header::HOST)
                 .cloned()
                 .unwrap_or_else(|| HeaderValue::from_static(""));
-            headers.insert(&X_FORWARDED_HOST, host);
+            if let header::Entry::Vacant(e) = headers.entry(&X_FORWARDED_HOST) {
+                e.insert(host);
+            }
         }
     }
     for (k, v) in &state.custom_headers {
@@ -351,7 +393,7 @@ pub async fn handle(
         return Ok(errors::respond(&state, StatusCode::NOT_FOUND, raw).await);
     };
     drop(path);
-    let out = match outgoing(&state, &m, raw) {
+    let out = match outgoing(&state, &m, raw, uri.path_and_query()) {
         Ok(o) => o,
         Err(e) => {
             tracing::error!("500 {} {} {e}", req.method(), urlpath::path_part(raw));
@@ -361,7 +403,7 @@ pub async fn handle(
     tracing::debug!("PROXY WEB {} to {}", urlpath::path_part(raw), out.uri);
     let method = req.method().clone();
     let req_host = req.headers().get(header::HOST).cloned();
-    prepare_headers(&state, req.headers_mut(), client, false, &out.uri);
+    prepare_headers(&state, req.headers_mut(), &client, false, &out.uri);
     if (method == Method::DELETE || method == Method::OPTIONS)
         && !req.headers().contains_key(header::CONTENT_LENGTH)
         && !req.headers().contains_key(header::TRANSFER_ENCODING)
@@ -476,9 +518,46 @@ mod tests {
     #[test]
     fn forwarded_append() {
         let mut h = HeaderMap::new();
-        append_forwarded(&mut h, &X_FORWARDED_FOR, "127.0.0.1");
+        append_forwarded(
+            &mut h,
+            &X_FORWARDED_FOR,
+            HeaderValue::from_static("127.0.0.1"),
+        );
         assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1");
-        append_forwarded(&mut h, &X_FORWARDED_FOR, "10.0.0.1");
+        append_forwarded(
+            &mut h,
+            &X_FORWARDED_FOR,
+            HeaderValue::from_static("10.0.0.1"),
+        );
         assert_eq!(h[&X_FORWARDED_FOR], "127.0.0.1,10.0.0.1");
+        // Several lines are joined with ", ", an empty one included.
+        let mut h = HeaderMap::new();
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static(""));
+        h.append(&X_FORWARDED_FOR, HeaderValue::from_static("1.2.3.4"));
+        append_forwarded(
+            &mut h,
+            &X_FORWARDED_FOR,
+            HeaderValue::from_static("5.6.7.8"),
+        );
+        assert_eq!(h.get_all(&X_FORWARDED_FOR).iter().count(), 1);
+        assert_eq!(h[&X_FORWARDED_FOR], ", 1.2.3.4,5.6.7.8");
+        // A value that is not text is dropped.
+        let mut h = HeaderMap::new();
+        h.insert(&X_FORWARDED_FOR, HeaderValue::from_bytes(b"\xff").unwrap());
+        append_forwarded(
+            &mut h,
+            &X_FORWARDED_FOR,
+            HeaderValue::from_static("5.6.7.8"),
+        );
+        assert_eq!(h[&X_FORWARDED_FOR], "5.6.7.8");
+    }
+
+    #[test]
+    fn client_forwarded_for() {
+        let c = ClientInfo::new(Some(IpAddr::from([127, 0, 0, 1])), false);
+        assert_eq!(c.forwarded_for, "127.0.0.1");
+        let c = ClientInfo::new(Some("::1".parse().unwrap()), true);
+        assert_eq!(c.forwarded_for, "::1");
+        assert_eq!(ClientInfo::new(None, false).forwarded_for, "undefined");
     }
 }

@@ -19,6 +19,7 @@ mod seccomp;
 mod server;
 mod state;
 mod tls;
+mod upstream;
 mod urlpath;
 mod websocket;
 

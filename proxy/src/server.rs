@@ -216,7 +216,7 @@ where
     let result = match role {
         Role::Proxy => {
             let svc = service_fn(move |req: Request<Incoming>| {
-                forward::handle(Arc::clone(&state), req, client)
+                forward::handle(Arc::clone(&state), req, client.clone())
             });
             b.serve_connection(io, svc).with_upgrades().await
         }
@@ -322,10 +322,7 @@ pub async fn run(
         let state = Arc::clone(&state);
         let tls = tls.clone();
         tokio::spawn(async move {
-            let client = ClientInfo {
-                ip,
-                tls: tls.is_some(),
-            };
+            let client = ClientInfo::new(ip, tls.is_some());
             match tls {
                 None => serve(state, conn, role, client).await,
                 Some(acceptor) => {

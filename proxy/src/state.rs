@@ -8,19 +8,15 @@ use std::sync::{Arc, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use http::{HeaderName, HeaderValue};
-use hyper_rustls::HttpsConnector;
-use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::Notify;
 
-use crate::body::RequestBody;
 use crate::cli::Config;
 use crate::metrics::Metrics;
 use crate::routes::{Generation, RouteTable};
 
 /// The pooled HTTP/1.1 client used for targets and the error target.
-pub type HttpClient = Client<HttpsConnector<HttpConnector>, RequestBody>;
+pub type HttpClient = crate::upstream::Client;
 
 /// The API token from `CONFIGPROXY_AUTH_TOKEN`; `Debug` never shows it.
 pub struct AuthToken(Option<String>);
@@ -144,9 +140,5 @@ pub fn build_client(config: &Config) -> Result<HttpClient, crate::tls::TlsError>
         .https_or_http()
         .enable_http1()
         .wrap_connector(http);
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(60))
-        .pool_max_idle_per_host(1024)
-        .build(connector))
+    Ok(HttpClient::new(connector, Duration::from_secs(60), 1024))
 }

@@ -14,7 +14,7 @@ use std::borrow::Cow;
 const BASE: &str = "http://base.invalid";
 
 /// Bytes that a WHATWG parser leaves untouched in a path or query.
-fn is_plain(b: u8) -> bool {
+const fn is_plain(b: u8) -> bool {
     b.is_ascii_alphanumeric()
         || matches!(
             b,
@@ -39,19 +39,47 @@ fn is_plain(b: u8) -> bool {
         )
 }
 
-/// Whether `raw` is already in the form the URL parser would produce.
+/// [`is_plain`] for every byte value.
+static PLAIN: [bool; 256] = {
+    let mut table = [false; 256];
+    let mut i = 0;
+    while i < 256 {
+        table[i] = is_plain(i as u8);
+        i += 1;
+    }
+    table
+};
+
+/// Whether `raw` is already in the form the URL parser would produce:
+/// it starts with `/`, has only plain bytes, and its path part (before
+/// the first `?`) has no dot segment to resolve (`/.`, or `%2e` in
+/// either case). One pass over the bytes.
 fn is_normal(raw: &str) -> bool {
     let b = raw.as_bytes();
     if b.first() != Some(&b'/') {
         return false;
     }
-    if !b.iter().all(|&c| is_plain(c)) {
-        return false;
+    let mut in_path = true;
+    let mut prev = 0u8;
+    for (i, &c) in b.iter().enumerate() {
+        if !PLAIN[usize::from(c)] {
+            return false;
+        }
+        if in_path {
+            match c {
+                b'?' => in_path = false,
+                b'.' if prev == b'/' => return false,
+                b'%' if b.get(i + 1) == Some(&b'2')
+                    && matches!(b.get(i + 2), Some(b'e' | b'E')) =>
+                {
+                    return false;
+                }
+                _ => {}
+            }
+        }
+        prev = c;
     }
-    // Dot segments (`/.`, `/..`, and their escaped forms) need resolving.
-    let path_end = raw.find('?').unwrap_or(raw.len());
-    let path = &raw[..path_end];
-    !(path.contains("/.") || path.contains("%2e") || path.contains("%2E"))
+    true
 }
 
 /// Normalizes a request target (`/path?query`) to `pathname + search`
@@ -205,6 +233,17 @@ pub fn url_join(target: &str, request: &str) -> String {
     out
 }
 
+/// Whether `url_join("/", request)` is `request` itself: it starts with
+/// `/` and has no `?` with nothing after it (the join drops an empty
+/// query).
+pub fn joins_to_itself(request: &str) -> bool {
+    request.starts_with('/')
+        && match request.find('?') {
+            Some(i) => i + 1 < request.len(),
+            None => true,
+        }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,6 +261,50 @@ mod tests {
         assert_eq!(pathname("/a/./b?x"), "/a/b");
         assert_eq!(pathname("//host/a/b?x"), "/a/b");
         assert_eq!(pathname("//host"), "/");
+    }
+
+    /// The plain-target check as first written, three scans and three
+    /// substring searches, kept to check the one-pass version against.
+    fn is_normal_by_search(raw: &str) -> bool {
+        let b = raw.as_bytes();
+        if b.first() != Some(&b'/') {
+            return false;
+        }
+        if !b.iter().all(|&c| is_plain(c)) {
+            return false;
+        }
+        let path_end = raw.find('?').unwrap_or(raw.len());
+        let path = &raw[..path_end];
+        !(path.contains("/.") || path.contains("%2e") || path.contains("%2E"))
+    }
+
+    #[test]
+    fn one_pass_plain_check() {
+        // Every string of up to four bytes over an alphabet with all the
+        // characters that matter, after a leading `/` or not.
+        let alphabet = [b'/', b'.', b'%', b'2', b'e', b'E', b'?', b'a', b' ', b'\\'];
+        let mut strings = vec![String::new()];
+        for _ in 0..4 {
+            let mut longer = Vec::new();
+            for s in &strings {
+                for &c in &alphabet {
+                    let mut t = s.clone();
+                    t.push(char::from(c));
+                    longer.push(t);
+                }
+            }
+            strings.extend(longer);
+        }
+        strings.extend(["/caf\u{e9}", "/a/%2", "/a/%2e", "/a?/./%2E", "/x/.."].map(String::from));
+        for s in &strings {
+            assert_eq!(is_normal(s), is_normal_by_search(s), "{s:?}");
+            let slashed = format!("/{s}");
+            assert_eq!(
+                is_normal(&slashed),
+                is_normal_by_search(&slashed),
+                "{slashed:?}"
+            );
+        }
     }
 
     #[test]
@@ -245,6 +328,30 @@ mod tests {
         assert_eq!(url_join("/", "?q"), "/?q");
         assert_eq!(url_join("/", "//x"), "//x");
         assert_eq!(url_join("/", "/x?"), "/x");
+    }
+
+    #[test]
+    fn join_to_itself() {
+        let cases = [
+            "/",
+            "/a",
+            "/a/",
+            "//a",
+            "/a?b",
+            "/a?",
+            "/?",
+            "/?x",
+            "/a?b?c",
+            "/a??",
+            "?x",
+            "",
+            "a",
+            "/a/%2e?q=1&r",
+            "/x?&",
+        ];
+        for c in cases {
+            assert_eq!(joins_to_itself(c), url_join("/", c) == c, "{c:?}");
+        }
     }
 
     #[test]

@@ -79,7 +79,7 @@ pub async fn handle(
     if req.method() != Method::GET || !is_ws {
         return Err(Dropped::NotWebsocket);
     }
-    let out = match forward::outgoing(&state, &m, raw) {
+    let out = match forward::outgoing(&state, &m, raw, req.uri().path_and_query()) {
         Ok(o) => o,
         Err(e) => {
             tracing::error!("500 {} {} {e}", req.method(), urlpath::path_part(raw));
@@ -88,7 +88,7 @@ pub async fn handle(
         }
     };
     tracing::debug!("PROXY WS {} to {}", urlpath::path_part(raw), out.uri);
-    forward::prepare_headers(&state, req.headers_mut(), client, true, &out.uri);
+    forward::prepare_headers(&state, req.headers_mut(), &client, true, &out.uri);
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (mut parts, _empty) = req.into_parts();
     parts.uri = out.uri.clone();

@@ -657,3 +657,43 @@ fn cancelled_start_and_deleted_user_leave_nothing() {
         stack.routes()
     );
 }
+
+#[test]
+fn http_timeout_stops_a_server_that_never_answers() {
+    if !require_root(
+        "http_timeout_stops_a_server_that_never_answers",
+        "a real server listening elsewhere than the hub expects",
+    ) {
+        return;
+    }
+    let u = HomeUser::create("jhs-o");
+    // The server runs but listens on another port than the one the hub
+    // gave it, so the hub never gets an answer.
+    let elsewhere = jhub_tests::jupyterhub::free_port();
+    let stack = Stack::start(&StackOptions {
+        spawner_extra: format!("args = [\"--ServerApp.port={elsewhere}\"]\nhttp_timeout = 4\n"),
+        ..StackOptions::default()
+    });
+    stack.add_user(&u.name);
+    let began = Instant::now();
+    let a = stack
+        .hub
+        .api("POST", &format!("/users/{}/server", u.name), None);
+    assert_eq!(a.status, 500, "{}", a.body);
+    let message = a.json()["message"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        message.contains("didn't respond in 4 seconds") && message.contains("http_timeout"),
+        "{message}"
+    );
+    assert!(
+        began.elapsed() < Duration::from_secs(30),
+        "{:?}",
+        began.elapsed()
+    );
+    wait_until("no process of the user", Duration::from_secs(15), || {
+        u.processes().is_empty()
+    });
+    let m = stack.server(&u.name);
+    assert_eq!(m["stopped"], json!(true), "{m}");
+    assert!(stack.routes().get(format!("/user/{}", u.name)).is_none());
+}

@@ -97,7 +97,10 @@ where
     let code = res.status().as_u16();
     state.metrics.requests_api.inc(code);
     let path = urlpath::path_part(&raw);
-    if code < 400 {
+    if code < 400 && method == http::Method::GET {
+        // a hub reads the table every few seconds: listings only at debug
+        tracing::debug!("{code} {method} {path}");
+    } else if code < 400 {
         tracing::info!("{code} {method} {path}");
     } else if code < 500 {
         tracing::warn!("{code} {method} {path}");

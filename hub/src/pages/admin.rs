@@ -204,7 +204,7 @@ fn server_controls(logged: &LoggedIn, user: &str, cell: &ServerCell) -> Markup {
 
 const ADMIN_STYLE: &str = "main{max-width:72em}table.users{border-collapse:collapse;width:100%}\
 table.users th,table.users td{border-bottom:1px solid #ddd;padding:.3em .5em;text-align:left;\
-vertical-align:top}form.inline{display:inline}form.inline button{margin-top:0}\
+vertical-align:top}form.inline{display:inline}form.inline button,td button,#groups button{margin-top:0}\
 .server-line{white-space:nowrap}.state-running{color:#070;font-weight:bold}\
 .pager a{margin-right:1em}textarea{width:100%;min-height:5em}\
 #admin-status{min-height:1.2em}section{margin:1.5em 0}";

@@ -7,7 +7,8 @@
 //     from the table and waits for it to show running; then prints
 //     {"event":"running"} and waits for DIR/running to exist (the caller
 //     checks the real process meanwhile); then stops the server from the table and
-//     waits for it to show stopped. Last, OTHER (not an admin) logs in and
+//     waits for it to show stopped; starts it again and stops it with "Stop
+//     all servers". Last, OTHER (not an admin) logs in and
 //     gets a 403 for /hub/admin.
 //
 //   node tests/browser/admin-flow.mjs --mode approve --base URL --admin NAME \
@@ -113,6 +114,18 @@ async function servers(flow) {
     });
   });
   await flow.screenshot(opts.screenshot);
+
+  // once more, stopped this time by "Stop all servers"
+  await flow.step('stop_all', async () => {
+    await page.locator(`${row(opts.newUser)} button[data-action=start]`).click({ timeout: flow.remaining() });
+    await flow.until(`${opts.newUser}'s server to show running again`, async () => (await serverState(flow, opts.newUser)) === 'running');
+    await page.locator('#stop-all').click({ timeout: flow.remaining() });
+    await flow.until('every server to show stopped', async () => {
+      const s = await status(flow);
+      if (/: [45]\d\d /.test(s)) throw new StepError(`stopping all failed: ${s}`);
+      return s === 'Stopped every server.' && (await serverState(flow, opts.newUser)) === 'stopped';
+    });
+  });
 
   const forbidden = await flow.step('other_refused', async () => {
     await flow.context.clearCookies();

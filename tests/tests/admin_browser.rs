@@ -5,7 +5,8 @@
 //! account) from the admin page, starts that user's server from the
 //! table, which shows it running while the real process runs as that
 //! user, stops it, and the table shows it stopped with no process of the
-//! user left; a non-admin gets 403 for `/hub/admin`.
+//! user left; started again, "Stop all servers" stops it; a non-admin
+//! gets 403 for `/hub/admin`.
 //!
 //! With the native authenticator (no root needed): the admin page lists
 //! an account waiting for approval, and the Authorize button it leads to

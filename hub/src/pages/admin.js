@@ -264,9 +264,17 @@
     event.preventDefault();
     if (!window.confirm('Stop every server?')) return;
     act('Stopped every server.', async () => {
-      const users = await api('GET', '/users?state=active');
+      // every page of users with a server, then stop them all
+      const active = [];
+      let offset = 0;
+      for (;;) {
+        const data = await api('GET', `/users?state=active&offset=${offset}`, undefined, { Accept: PAGINATED });
+        active.push(...data.items);
+        if (!data._pagination.next) break;
+        offset = data._pagination.next.offset;
+      }
       const stops = [];
-      for (const u of users) {
+      for (const u of active) {
         for (const name of Object.keys(u.servers || {})) stops.push(fetchServer('DELETE', u.name, name));
       }
       await Promise.all(stops);

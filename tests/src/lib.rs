@@ -22,6 +22,7 @@
 #![warn(missing_docs)]
 
 pub mod browser;
+pub mod browser_flow;
 pub mod chromium;
 pub mod hub;
 pub mod jupyterhub;

@@ -1,5 +1,6 @@
 //! The hub's server-rendered pages under `/hub/`: login, logout, home,
-//! and whatever pages the authenticator adds
+//! the token page ([`token`]), the admin page ([`admin`]), and whatever
+//! pages the authenticator adds
 //! ([`crate::auth::authenticator::Authenticator::routes`]).
 //!
 //! Pages work without JavaScript. HTML is written with `maud`, which
@@ -21,10 +22,12 @@
 //! [`crate::session::XSRF_COOKIE`] that binds the XSRF token before login,
 //! and adds `Cache-Control: no-store` and anti-framing headers.
 
+pub mod admin;
 pub mod home;
 pub mod login;
 pub mod native;
 pub mod spawn;
+pub mod token;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -74,6 +77,15 @@ pub fn router(st: &AppState) -> Router<AppState> {
         .route("/hub/user/{*path}", get(spawn::user_not_running))
         .route("/user/{*rest}", get(spawn::user_redirect))
         .route("/hub/error/{code}", get(spawn::proxy_error))
+        .route(admin::ADMIN_URL, get(admin::admin_page))
+        .route("/hub/admin/users", axum::routing::post(admin::add_users))
+        .route("/hub/admin/stop-all", axum::routing::post(admin::stop_all))
+        .route("/hub/static/js/admin.js", get(admin::admin_js))
+        .route(
+            token::TOKEN_URL,
+            get(token::token_page).post(token::request_token),
+        )
+        .route(token::REVOKE_URL, axum::routing::post(token::revoke))
         .merge(st.authenticator.routes())
         .merge(crate::oauth::page_routes())
         .layer(axum::middleware::from_fn_with_state(
@@ -437,6 +449,11 @@ pub fn layout(title: &str, body: Markup, user: Option<&SessionUser>) -> Markup {
                         span class="user" { (u.name) }
                         @if u.admin {
                             span class="admin" title="This user is a hub admin" { "admin" }
+                        }
+                        a href=(HOME_URL) { "Home" }
+                        a id="token-link" href=(token::TOKEN_URL) { "Token" }
+                        @if u.admin {
+                            a id="admin-link" href=(admin::ADMIN_URL) { "Admin" }
                         }
                         a href=(LOGOUT_URL) { "Logout" }
                     } @else {

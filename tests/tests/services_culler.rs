@@ -47,6 +47,26 @@ fn iso_now() -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// Whether a line of the hub's log (without colours) has every one of
+/// `needles`.
+fn log_has(stack: &Stack, needles: &[&str]) -> bool {
+    let mut plain = String::new();
+    let log = stack.hub.log();
+    let mut chars = log.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            plain.push(c);
+        }
+    }
+    plain.lines().any(|l| needles.iter().all(|n| l.contains(n)))
+}
+
 fn alive(pid: i32) -> bool {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok()
 }
@@ -182,8 +202,9 @@ fn keep_active(stack: &Stack, user: &str) -> (Arc<AtomicBool>, std::thread::Join
 }
 
 /// Starts an idle and an active server; the idle one is culled, the
-/// active one is kept while it reports activity and culled after.
-fn idle_server_culled_active_kept(extra: &str, what: &str) {
+/// active one is kept while it reports activity and culled after. A line
+/// of the hub's log has `culled` and the idle user's name.
+fn idle_server_culled_active_kept(extra: &str, what: &str, culled: &str) {
     let idle = HomeUser::create("jhc-i");
     let busy = HomeUser::create("jhc-b");
     let stack = Stack::start(&StackOptions {
@@ -207,6 +228,13 @@ fn idle_server_culled_active_kept(extra: &str, what: &str) {
         stack.server(&busy.name)["ready"],
         json!(true),
         "{what} stopped the active server too\n{}",
+        stack.hub.log()
+    );
+    assert!(
+        log_has(&stack, &[culled, &format!("/{}/", idle.name)])
+            || log_has(&stack, &[culled, &format!("={}", idle.name)]),
+        "no {culled:?} for {} in the hub's log:\n{}",
+        idle.name,
         stack.hub.log()
     );
     // a few more rounds: the active one stays
@@ -234,6 +262,7 @@ fn builtin_culler_stops_idle_servers_only() {
     idle_server_culled_active_kept(
         "[culler]\nenabled = true\ntimeout = 5\ncull_every = 1\n",
         "the built-in culler",
+        "culling server",
     );
 }
 
@@ -260,5 +289,6 @@ fn jupyterhub_idle_culler_as_managed_service() {
              \"delete:servers\"]\nservices = [\"idle-culler\"]\n"
         ),
         "jupyterhub-idle-culler",
+        "user=idle-culler method=DELETE",
     );
 }

@@ -804,12 +804,6 @@ impl Config {
                     ));
                 }
             }
-            if (!s.environment.is_empty() || s.cwd.is_some()) && s.command.is_empty() {
-                return Err(key_error(
-                    format!("services[{i}].command"),
-                    "environment and cwd are for hub-managed services, which need a command",
-                ));
-            }
         }
         for (key, value) in [
             ("culler.timeout", self.culler.timeout),

@@ -249,6 +249,10 @@ fn idle_server_culled_active_kept(extra: &str, what: &str, culled: &str) {
         limit,
         || stack.server(&busy.name)["stopped"] == json!(true),
     );
+    // a graceful stop, which stops the managed services (dropping the
+    // stack kills the hub as a crash would, and they would outlive it)
+    let mut stack = stack;
+    stack.hub.stop();
 }
 
 #[test]

@@ -3,8 +3,9 @@
 # benchmarks compare jhub against, in world-readable places outside the
 # clone, so that the hub user and the test users can run them:
 #
-#   /opt/jhub-test/venv   JupyterHub 6.1.1 and the Python sudospawner 1.0.0
-#                         mediator, built from Debian's /usr/bin/python3
+#   /opt/jhub-test/venv   JupyterHub 6.1.1, the Python sudospawner 1.0.0
+#                         mediator and jupyterhub-idle-culler 2.0.0, built
+#                         from Debian's /usr/bin/python3
 #   /opt/jhub-test/schemathesis
 #                         schemathesis 4.32.5, which checks the hub's REST
 #                         API against the reference spec (its own venv, so
@@ -27,7 +28,7 @@ umask 022
 
 BASE=/opt/jhub-test
 VENV=$BASE/venv
-PY_PINS=(jupyterhub==6.1.1 sudospawner==1.0.0)
+PY_PINS=(jupyterhub==6.1.1 sudospawner==1.0.0 jupyterhub-idle-culler==2.0.0)
 ST_VENV=$BASE/schemathesis
 ST_PIN=schemathesis==4.32.5
 CHP_DIR=$BASE/chp

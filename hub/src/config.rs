@@ -320,8 +320,14 @@ pub struct ServiceConfig {
     pub display: Option<bool>,
     /// Free-form information shown in its model.
     pub info: serde_json::Map<String, serde_json::Value>,
-    /// The command of a hub-managed service (started by a later version).
+    /// The command of a hub-managed service: the hub starts it (as its
+    /// own user), restarts it when it dies and stops it when it stops.
     pub command: Vec<String>,
+    /// More environment variables for a hub-managed service.
+    pub environment: BTreeMap<String, String>,
+    /// The working directory of a hub-managed service (default: the
+    /// hub's).
+    pub cwd: Option<PathBuf>,
     /// Its OAuth client id (default `service-NAME`; must start with
     /// `service-`).
     pub oauth_client_id: Option<String>,
@@ -366,8 +372,10 @@ pub struct CullerConfig {
     pub cull_every: u64,
     /// Seconds after which a server is stopped even if active (0: never).
     pub max_age: u64,
-    /// Whether idle users are deleted too.
+    /// Whether idle users without a running server are deleted too.
     pub cull_users: bool,
+    /// Whether `cull_users` deletes admins too.
+    pub cull_admin_users: bool,
     /// Whether stopped named servers are removed.
     pub remove_named_servers: bool,
     /// How many servers are stopped at once.
@@ -382,6 +390,7 @@ impl Default for CullerConfig {
             cull_every: 600,
             max_age: 0,
             cull_users: false,
+            cull_admin_users: true,
             remove_named_servers: false,
             concurrency: 10,
         }
@@ -777,8 +786,33 @@ impl Config {
                     ));
                 }
             }
-            crate::oauth::check_service_config(s, secrets.service_tokens.contains_key(&s.name))
+            // a hub-managed service without a token gets one at start
+            let has_token = secrets.service_tokens.contains_key(&s.name) || !s.command.is_empty();
+            crate::oauth::check_service_config(s, has_token)
                 .map_err(|(k, m)| key_error(format!("services[{i}].{k}"), m))?;
+            if s.command.first().is_some_and(|c| c.is_empty()) {
+                return Err(key_error(
+                    format!("services[{i}].command"),
+                    "the first item is the program to run",
+                ));
+            }
+            for (k, v) in &s.environment {
+                if k.is_empty() || k.contains('=') || k.contains('\0') || v.contains('\0') {
+                    return Err(key_error(
+                        format!("services[{i}].environment"),
+                        format!("{k:?} is not an environment variable name"),
+                    ));
+                }
+            }
+        }
+        for (key, value) in [
+            ("culler.timeout", self.culler.timeout),
+            ("culler.cull_every", self.culler.cull_every),
+            ("culler.concurrency", u64::from(self.culler.concurrency)),
+        ] {
+            if value == 0 {
+                return Err(key_error(key, "expected a number above 0"));
+            }
         }
         if self
             .hub

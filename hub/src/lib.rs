@@ -20,6 +20,8 @@
 //! - [`oauth`]: the OAuth2 provider that logs browsers in to servers and
 //!   services;
 //! - [`app`]: shared state, the router, and start-up from configuration;
+//! - [`services`]: hub-managed services (child processes of the hub);
+//! - [`culler`]: the built-in idle culler;
 //! - [`proxy_client`], [`metrics`], [`error`].
 #![forbid(unsafe_code)]
 
@@ -27,6 +29,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod culler;
 pub mod db;
 pub mod error;
 pub mod metrics;
@@ -37,6 +40,7 @@ pub mod proxy_client;
 pub mod proxy_process;
 pub mod scopes;
 pub mod secret;
+pub mod services;
 pub mod session;
 pub mod spawner;
 
@@ -148,6 +152,10 @@ pub async fn run_with_listener(
         }
         spawner::watch(proxy_state);
     });
+    culler::start(&state);
+    let managed = services::start(&state, &secrets)
+        .await
+        .map_err(HubError::Startup)?;
 
     let local = listener.local_addr()?;
     tracing::info!(address = %local, "hub is running; API at http://{local}/hub/api");
@@ -161,6 +169,7 @@ pub async fn run_with_listener(
             tracing::info!("shutting down");
         })
         .await?;
+    managed.shutdown().await;
     db.close().await;
     Ok(())
 }

@@ -107,6 +107,9 @@ pub struct StackOptions {
     pub admins: Vec<String>,
     /// Seconds between the hub's proxy checks.
     pub check_interval: u64,
+    /// More TOML at the end of the config (`[culler]`, `[[services]]`,
+    /// `[[roles]]`).
+    pub extra: String,
 }
 
 impl Default for StackOptions {
@@ -117,6 +120,7 @@ impl Default for StackOptions {
             spawner_extra: String::new(),
             admins: Vec::new(),
             check_interval: 1,
+            extra: String::new(),
         }
     }
 }
@@ -204,7 +208,7 @@ impl Stack {
             run_as: Some(HUB_USER.into()),
             hub_extra: format!("bind_url = \"{public}\"\n{}", opts.hub_extra),
             proxy_section: Some(proxy_section),
-            extra: format!("[spawner]\n{}\n", opts.spawner_extra),
+            extra: format!("[spawner]\n{}\n\n{}\n", opts.spawner_extra, opts.extra),
             service_scopes: [
                 "admin:users",
                 "admin:servers",
@@ -213,6 +217,8 @@ impl Stack {
                 "proxy",
                 "read:metrics",
                 "shutdown",
+                "list:services",
+                "read:services",
             ]
             .iter()
             .map(|s| s.to_string())

@@ -63,7 +63,8 @@ async fn service_model(st: &AppState, req: &Requester, s: &ServiceConfig) -> Api
     };
     model.insert("prefix".into(), json!(prefix));
     model.insert("command".into(), json!(s.command));
-    model.insert("pid".into(), json!(0));
+    let pid = st.db.service_pid(&s.name).await?.unwrap_or(0);
+    model.insert("pid".into(), json!(pid));
     model.insert("info".into(), Value::Object(s.info.clone()));
     model.insert("display".into(), json!(s.display.unwrap_or(true)));
     Ok(filter_service(req, &s.name, Value::Object(model)))

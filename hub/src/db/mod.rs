@@ -8,6 +8,7 @@
 //! Operations that change several rows run in one transaction: a request
 //! that fails half-way leaves the database as it was.
 
+pub mod managed;
 pub mod native;
 pub mod oauth;
 pub mod servers;

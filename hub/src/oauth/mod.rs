@@ -238,34 +238,20 @@ pub async fn sync_service_clients(
 ) -> Result<(), DbError> {
     let mut keep = Vec::new();
     for s in config.services.iter().filter(|s| service_has_oauth(s)) {
-        let (Some(token), Some(redirect_uri)) =
-            (secrets.service_tokens.get(&s.name), service_redirect_uri(s))
-        else {
+        if !s.command.is_empty() && !secrets.service_tokens.contains_key(&s.name) {
+            // a managed service's client gets its generated token as the
+            // secret when the hub starts it
+            keep.push(service_client_id(s));
+            continue;
+        }
+        let (Some(token), Some(service)) = (
+            secrets.service_tokens.get(&s.name),
+            db.find_service(&s.name).await?,
+        ) else {
             tracing::info!(service = %s.name, "service without api_token: no OAuth client");
             continue;
         };
-        let Some(service) = db.find_service(&s.name).await? else {
-            continue;
-        };
-        let identifier = service_client_id(s);
-        let mut allowed: std::collections::BTreeSet<String> =
-            s.oauth_client_allowed_scopes.iter().cloned().collect();
-        allowed.insert(format!("access:services!service={}", s.name));
-        let allowed: Vec<String> = allowed.into_iter().collect();
-        let description = format!("JupyterHub service {}", s.name);
-        db.upsert_service_oauth_client(
-            &NewOAuthClient {
-                identifier: &identifier,
-                description: &description,
-                secret: token.expose(),
-                redirect_uri: &redirect_uri,
-                allowed_scopes: &allowed,
-                spawner_id: None,
-            },
-            service.id,
-        )
-        .await?;
-        tracing::info!(service = %s.name, client = %identifier, "OAuth client registered");
+        let identifier = register_service_client(db, s, service.id, token).await?;
         keep.push(identifier);
     }
     let removed = db
@@ -278,6 +264,40 @@ pub async fn sync_service_clients(
         );
     }
     Ok(())
+}
+
+/// Creates or updates the OAuth client of service `s` (row `service_id`)
+/// with `token` as its secret; returns its client id. A service without
+/// a redirect URI has none.
+pub async fn register_service_client(
+    db: &Db,
+    s: &ServiceConfig,
+    service_id: i64,
+    token: &crate::config::Secret,
+) -> Result<String, DbError> {
+    let identifier = service_client_id(s);
+    let Some(redirect_uri) = service_redirect_uri(s) else {
+        return Ok(identifier);
+    };
+    let mut allowed: std::collections::BTreeSet<String> =
+        s.oauth_client_allowed_scopes.iter().cloned().collect();
+    allowed.insert(format!("access:services!service={}", s.name));
+    let allowed: Vec<String> = allowed.into_iter().collect();
+    let description = format!("JupyterHub service {}", s.name);
+    db.upsert_service_oauth_client(
+        &NewOAuthClient {
+            identifier: &identifier,
+            description: &description,
+            secret: token.expose(),
+            redirect_uri: &redirect_uri,
+            allowed_scopes: &allowed,
+            spawner_id: None,
+        },
+        service_id,
+    )
+    .await?;
+    tracing::info!(service = %s.name, client = %identifier, "OAuth client registered");
+    Ok(identifier)
 }
 
 /// What a client gives access to.

@@ -283,7 +283,11 @@ pub async fn list(
     (q.offset, q.limit) = pagination(&st, &query, &headers)?;
     match query.get("state").map(String::as_str) {
         None | Some("") => {}
-        Some("active" | "ready") => q.active = Some(true),
+        Some("active") => q.active = Some(true),
+        Some("ready") => {
+            q.active = Some(true);
+            q.ready_only = true;
+        }
         Some("inactive") => q.active = Some(false),
         Some(other) => {
             return Err(ApiError::bad_request(format!(

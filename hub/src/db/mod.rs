@@ -227,8 +227,11 @@ pub struct UserQuery {
     pub name_filter: Option<String>,
     /// Only these users or members of these groups (None: everyone).
     pub only: Option<(Vec<String>, Vec<String>)>,
-    /// `active` (with a server), `inactive` (without), or none.
+    /// `active` (with a server running or under way), `inactive`
+    /// (without), or none.
     pub active: Option<bool>,
+    /// With `active`: only users with a server that is ready.
+    pub ready_only: bool,
     /// Sort column and direction.
     pub sort: UserSort,
     /// Descending order.
@@ -407,12 +410,19 @@ impl Db {
             }
             q.push(")))");
         }
+        const ACTIVE: &str = "(sp.pid IS NOT NULL OR sp.pending IS NOT NULL)";
+        const READY: &str = "(sp.url IS NOT NULL AND sp.pending IS NULL)";
         match query.active {
             Some(true) => {
-                q.push(" AND EXISTS (SELECT 1 FROM spawners sp WHERE sp.user_id = u.id AND sp.url IS NOT NULL)");
+                let which = if query.ready_only { READY } else { ACTIVE };
+                q.push(format!(
+                    " AND EXISTS (SELECT 1 FROM spawners sp WHERE sp.user_id = u.id AND {which})"
+                ));
             }
             Some(false) => {
-                q.push(" AND NOT EXISTS (SELECT 1 FROM spawners sp WHERE sp.user_id = u.id AND sp.url IS NOT NULL)");
+                q.push(format!(
+                    " AND NOT EXISTS (SELECT 1 FROM spawners sp WHERE sp.user_id = u.id AND {ACTIVE})"
+                ));
             }
             None => {}
         }
@@ -496,7 +506,7 @@ impl Db {
         names: &[String],
         admin: bool,
     ) -> Result<Vec<UserRow>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = sqlite::begin_write(&self.pool).await?;
         let mut out = Vec::with_capacity(names.len());
         for name in names {
             let row: UserRow = sqlx::query_as(
@@ -539,7 +549,7 @@ impl Db {
         new_name: Option<&str>,
         admin: Option<bool>,
     ) -> Result<UserRow, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = sqlite::begin_write(&self.pool).await?;
         if let Some(name) = new_name {
             sqlx::query("UPDATE users SET name = $1 WHERE id = $2")
                 .bind(name)
@@ -730,7 +740,7 @@ impl Db {
         ids: &[i64],
     ) -> Result<(), DbError> {
         let (table, column) = bearer.table();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = sqlite::begin_write(&self.pool).await?;
         sqlx::query(&format!("DELETE FROM {table} WHERE role_id = $1"))
             .bind(role_id)
             .execute(&mut *tx)
@@ -836,7 +846,7 @@ impl Db {
         names: &[String],
         members: &[i64],
     ) -> Result<Vec<GroupRow>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = sqlite::begin_write(&self.pool).await?;
         let mut out = Vec::new();
         for name in names {
             let row: GroupRow = sqlx::query_as(
@@ -890,7 +900,7 @@ impl Db {
         users: &[i64],
         add: bool,
     ) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = sqlite::begin_write(&self.pool).await?;
         for uid in users {
             let sql = if add {
                 "INSERT INTO user_group_map (user_id, group_id) VALUES ($1, $2) ON CONFLICT DO NOTHING"

@@ -75,7 +75,7 @@ impl Db {
         authorized: bool,
         email: Option<&str>,
     ) -> Result<Option<NativeUserRow>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::sqlite::begin_write(&self.pool).await?;
         let row: Option<NativeUserRow> = sqlx::query_as(&format!(
             "INSERT INTO native_users (username, password_hash, is_authorized, email) \
              VALUES ($1, $2, $3, $4) ON CONFLICT (username) DO NOTHING \
@@ -103,7 +103,7 @@ impl Db {
         username: &str,
         authorized: bool,
     ) -> Result<Option<UserRow>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::sqlite::begin_write(&self.pool).await?;
         let changed = sqlx::query("UPDATE native_users SET is_authorized = $1 WHERE username = $2")
             .bind(authorized)
             .bind(username)
@@ -189,7 +189,7 @@ impl Db {
     pub async fn end_sessions_of(&self, username: &str, keep: Option<&str>) -> Result<(), DbError> {
         // '' is never a stored hash, so `None` keeps nothing.
         let keep = keep.unwrap_or("");
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::sqlite::begin_write(&self.pool).await?;
         sqlx::query(
             "DELETE FROM api_tokens WHERE session_id IN (SELECT s.hashed FROM sessions s \
              JOIN users u ON u.id = s.user_id WHERE u.name = $1 AND s.hashed <> $2)",
@@ -213,7 +213,7 @@ impl Db {
     /// Deletes an account and its hub user, if any, in one transaction;
     /// whether there was an account.
     pub async fn delete_native_user(&self, username: &str) -> Result<bool, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::sqlite::begin_write(&self.pool).await?;
         let n = sqlx::query("DELETE FROM native_users WHERE username = $1")
             .bind(username)
             .execute(&mut *tx)

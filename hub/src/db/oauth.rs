@@ -286,7 +286,7 @@ impl Db {
 
     /// Stores a code (and drops the codes that have expired).
     pub async fn insert_oauth_code(&self, c: &NewOAuthCode<'_>) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::sqlite::begin_write(&self.pool).await?;
         sqlx::query("DELETE FROM oauth_codes WHERE expires_at < $1")
             .bind(now())
             .execute(&mut *tx)
@@ -340,7 +340,7 @@ impl Db {
         code: &OAuthCodeRow,
         token: &NewOAuthToken<'_>,
     ) -> Result<Option<i64>, DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::sqlite::begin_write(&self.pool).await?;
         let used = sqlx::query("DELETE FROM oauth_codes WHERE id = $1")
             .bind(code.id)
             .execute(&mut *tx)

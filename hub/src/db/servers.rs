@@ -233,7 +233,7 @@ impl Db {
     /// Marks server `id` stopped (with why its start failed, if it did)
     /// and deletes its API token.
     pub async fn server_stopped(&self, id: i64, failure: Option<&str>) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::sqlite::begin_write(&self.pool).await?;
         let token: Option<(Option<i64>,)> =
             sqlx::query_as("SELECT api_token_id FROM spawners WHERE id = $1")
                 .bind(id)
@@ -278,5 +278,76 @@ impl Db {
         .execute(&self.pool)
         .await?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::db::{DbUrl, NewToken, TokenOwner};
+
+    /// Ten servers recorded as stopped at the same moment (ten users'
+    /// stops ending together): every one must be saved. Transactions that
+    /// read before they write could not wait for each other and failed
+    /// with "database is locked".
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_stops_are_all_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = Db::open(&DbUrl::Sqlite(dir.path().join("t.sqlite")), false)
+            .await
+            .unwrap();
+        db.upsert_role("user", None, &["self".into()])
+            .await
+            .unwrap();
+        let names: Vec<String> = (0..10).map(|i| format!("jhtest-{i}")).collect();
+        let users = db.create_users(&names, false).await.unwrap();
+        let mut ids = Vec::new();
+        for (i, u) in users.iter().enumerate() {
+            let s = db.ensure_server(u.id, "", None).await.unwrap();
+            let hashed = format!("{i:064x}");
+            let token = db
+                .insert_token(&NewToken {
+                    hashed: &hashed,
+                    prefix: "abcd",
+                    owner: TokenOwner::User(u.id),
+                    scopes: &[],
+                    note: "Server at /user/x/",
+                    expires_at: None,
+                })
+                .await
+                .unwrap();
+            db.server_spawn_pending(s.id, "{}", token).await.unwrap();
+            let url = format!("http://127.0.0.1:{}", 20000 + i);
+            db.server_process(
+                s.id,
+                &Started {
+                    pid: 1000 + i as i64,
+                    start_time: Some(1),
+                    port: 20000 + i as i64,
+                    url: &url,
+                    state: "{}",
+                },
+            )
+            .await
+            .unwrap();
+            db.server_ready(s.id, "2026-01-01T00:00:00.000000Z")
+                .await
+                .unwrap();
+            ids.push(s.id);
+        }
+        let mut tasks = Vec::new();
+        for id in ids.clone() {
+            let db = db.clone();
+            tasks.push(tokio::spawn(
+                async move { db.server_stopped(id, None).await },
+            ));
+        }
+        for t in tasks {
+            t.await.unwrap().expect("every stop is recorded");
+        }
+        assert_eq!(db.active_servers().await.unwrap(), Vec::new());
+        for u in &users {
+            assert!(db.user_tokens(u.id).await.unwrap().is_empty());
+        }
     }
 }

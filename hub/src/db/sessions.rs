@@ -74,7 +74,7 @@ impl Db {
     /// in it and the codes not yet exchanged (their `session_id` is the
     /// session's stored hash), in one transaction.
     pub async fn delete_session(&self, hashed: &str) -> Result<(), DbError> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = super::sqlite::begin_write(&self.pool).await?;
         sqlx::query("DELETE FROM api_tokens WHERE session_id = $1")
             .bind(hashed)
             .execute(&mut *tx)

@@ -73,3 +73,15 @@ pub async fn has_tables(pool: &Pool) -> Result<bool, DbError> {
         .await?;
     Ok(n.0 > 0)
 }
+
+/// Begins a transaction that writes: SQLite's `BEGIN IMMEDIATE` takes the
+/// write lock at once (waiting up to the busy timeout for it), so that
+/// concurrent writers queue. A plain (deferred) transaction that reads
+/// first and writes later cannot wait when another writer got in between:
+/// its write fails at once with "database is locked" (SQLITE_BUSY_SNAPSHOT
+/// in WAL mode).
+pub async fn begin_write(
+    pool: &Pool,
+) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+    pool.begin_with("BEGIN IMMEDIATE").await
+}

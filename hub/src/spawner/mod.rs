@@ -34,8 +34,10 @@ use crate::spawner::process::Liveness;
 pub const SLOW_SPAWN: Duration = Duration::from_secs(10);
 /// How long the API waits for a stop before answering 202.
 pub const SLOW_STOP: Duration = Duration::from_secs(10);
-/// How long a server has to exit after SIGTERM before SIGKILL.
-const TERM_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a server has to exit after SIGTERM before SIGKILL (ten
+/// servers stopping at once on a busy machine take several seconds to
+/// shut their kernels down).
+const TERM_TIMEOUT: Duration = Duration::from_secs(10);
 /// How long after SIGKILL before giving up on the process.
 const KILL_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a kill or poll through the helper may take.

@@ -64,7 +64,7 @@ SUDOERS_FILE=/etc/sudoers.d/jhub
 BIN_DIR=/usr/local/bin
 BINARIES=(jhub jhub-proxy sudospawner)
 VENV=/opt/jhub/venv
-PY_PINS=(jupyterhub==6.1.1 jupyterlab==4.6.6)
+PY_PINS=(jupyterhub==6.1.1 jupyterlab==4.6.6 jupyter-server-proxy==4.6.0)
 PACKAGES=(sudo libpam0g-dev python3-venv pkg-config gcc tini ca-certificates)
 MIN_RUST=1.85
 
@@ -222,8 +222,8 @@ if ((venv)); then
         say "venv: created $VENV"
     fi
     # Names and versions pip reports, as name==version lines.
-    installed=$("$VENV/bin/pip" show --disable-pip-version-check jupyterhub jupyterlab 2>/dev/null |
-        awk '/^Name:/ { n = tolower($2) } /^Version:/ { print n "==" $2 }' | sort || true)
+    installed=$("$VENV/bin/pip" show --disable-pip-version-check "${PY_PINS[@]%%==*}" 2>/dev/null |
+        awk '/^Name:/ { n = tolower($2); gsub("_", "-", n) } /^Version:/ { print n "==" $2 }' | sort || true)
     wanted=$(printf '%s\n' "${PY_PINS[@]}" | sort)
     if [[ -x $VENV/bin/jupyterhub-singleuser && $installed == "$wanted" ]]; then
         say "venv: ${PY_PINS[*]} present"

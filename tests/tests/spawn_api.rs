@@ -58,6 +58,27 @@ fn progress_events(stack: &Stack, user: &str, limit: Duration) -> Vec<Value> {
     }
 }
 
+/// Sends `POST /hub/api/users/{user}/server` from another thread; the
+/// answer's status and how long it took.
+fn start_in_background(stack: &Stack, user: &str) -> std::thread::JoinHandle<(u16, Duration)> {
+    let url = format!("{}/hub/api/users/{user}/server", stack.hub.url);
+    let token = stack.hub.token.clone();
+    std::thread::spawn(move || {
+        let agent: ureq::Agent = ureq::Agent::config_builder()
+            .http_status_as_error(false)
+            .timeout_global(Some(Duration::from_secs(120)))
+            .build()
+            .into();
+        let began = Instant::now();
+        let r = agent
+            .post(url)
+            .header("Authorization", format!("token {token}"))
+            .send_empty()
+            .expect("start request");
+        (r.status().as_u16(), began.elapsed())
+    })
+}
+
 #[test]
 fn spawn_progress_access_and_stop() {
     if !require_root(
@@ -73,23 +94,7 @@ fn spawn_progress_access_and_stop() {
     stack.add_user(&bob.name);
 
     // Start, and follow the progress events while it starts.
-    let hub_url = stack.hub.url.clone();
-    let token = stack.hub.token.clone();
-    let name = alice.name.clone();
-    let starter = std::thread::spawn(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build()
-            .into();
-        let began = Instant::now();
-        let r = agent
-            .post(format!("{hub_url}/hub/api/users/{name}/server"))
-            .header("Authorization", format!("token {token}"))
-            .send_empty()
-            .expect("start request");
-        (r.status().as_u16(), began.elapsed())
-    });
+    let starter = start_in_background(&stack, &alice.name);
     let events = progress_events(&stack, &alice.name, Duration::from_secs(120));
     let (status, took) = starter.join().expect("starter");
     assert!(status == 201 || status == 202, "start answered {status}");
@@ -529,23 +534,7 @@ fn concurrent_spawn_limit_answers_429() {
     stack.add_user(&b.name);
     // a's start holds the only slot for at least the helper's first
     // second; b's start meanwhile is refused
-    let hub_url = stack.hub.url.clone();
-    let token = stack.hub.token.clone();
-    let name = a.name.clone();
-    let first = std::thread::spawn(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build()
-            .into();
-        agent
-            .post(format!("{hub_url}/hub/api/users/{name}/server"))
-            .header("Authorization", format!("token {token}"))
-            .send_empty()
-            .expect("start")
-            .status()
-            .as_u16()
-    });
+    let first = start_in_background(&stack, &a.name);
     wait_until("a's start is under way", Duration::from_secs(10), || {
         stack.server(&a.name)["pending"] == json!("spawn")
     });
@@ -554,7 +543,7 @@ fn concurrent_spawn_limit_answers_429() {
         .api("POST", &format!("/users/{}/server", b.name), None);
     assert_eq!(busy.status, 429, "{}", busy.body);
     assert!(busy.body.contains("Too many users"), "{}", busy.body);
-    assert!(matches!(first.join().expect("first start"), 201 | 202));
+    assert!(matches!(first.join().expect("first start").0, 201 | 202));
     stack.wait_ready(&a.name);
     // the slot is free again
     let ok = stack
@@ -609,29 +598,13 @@ fn cancelled_start_and_deleted_user_leave_nothing() {
     stack.add_user(&b.name);
 
     // A stop while the start is under way cancels it.
-    let hub_url = stack.hub.url.clone();
-    let token = stack.hub.token.clone();
-    let name = a.name.clone();
-    let starter = std::thread::spawn(move || {
-        let agent: ureq::Agent = ureq::Agent::config_builder()
-            .http_status_as_error(false)
-            .timeout_global(Some(Duration::from_secs(120)))
-            .build()
-            .into();
-        agent
-            .post(format!("{hub_url}/hub/api/users/{name}/server"))
-            .header("Authorization", format!("token {token}"))
-            .send_empty()
-            .expect("start")
-            .status()
-            .as_u16()
-    });
+    let starter = start_in_background(&stack, &a.name);
     wait_until("a's start is under way", Duration::from_secs(10), || {
         stack.server(&a.name)["pending"] == json!("spawn")
     });
     let stop = stack.stop_server(&a.name);
     assert!(matches!(stop, 202 | 204), "stop during the start: {stop}");
-    let started = starter.join().expect("starter");
+    let started = starter.join().expect("starter").0;
     assert!(
         matches!(started, 202 | 500),
         "the cancelled start answered {started}"

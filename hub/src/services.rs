@@ -180,6 +180,7 @@ async fn run(
     mut stop: watch::Receiver<bool>,
 ) {
     let name = s.name.clone();
+    stop_stale(&st, &s).await;
     let mut backoff = FIRST_BACKOFF;
     loop {
         if *stop.borrow() {
@@ -225,6 +226,42 @@ async fn run(
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
+}
+
+/// Stops the process a previous hub left running for service `s` (a hub
+/// killed with SIGKILL cannot stop its services): the pid recorded in the
+/// database, if that process still runs this service's command (a pid the
+/// kernel gave to another program is left alone). Its process group gets
+/// SIGTERM, then SIGKILL after [`STOP_GRACE`]. The new hub then starts the
+/// service afresh, with this hub's token.
+async fn stop_stale(st: &AppState, s: &ServiceConfig) {
+    let Ok(Some(pid)) = st.db.service_pid(&s.name).await else {
+        return;
+    };
+    let Ok(raw) = i32::try_from(pid) else { return };
+    let Ok(cmdline) = std::fs::read(format!("/proc/{pid}/cmdline")) else {
+        return;
+    };
+    let argv: Vec<String> = cmdline
+        .split(|b| *b == 0)
+        .filter(|a| !a.is_empty())
+        .map(|a| String::from_utf8_lossy(a).into_owned())
+        .collect();
+    if argv != s.command {
+        return;
+    }
+    tracing::warn!(service = %s.name, pid, "stopping the service a previous hub left running");
+    let group = nix::unistd::Pid::from_raw(raw);
+    let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGTERM);
+    let deadline = Instant::now() + STOP_GRACE;
+    while crate::spawner::process::liveness(pid, None) != crate::spawner::process::Liveness::Gone {
+        if Instant::now() >= deadline {
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::Signal::SIGKILL);
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    record_pid(st, &s.name, None).await;
 }
 
 /// Starts the service's process in its own process group (so a Ctrl-C

@@ -166,9 +166,28 @@ fn managed_service_gets_its_token_and_environment_and_is_restarted() {
     assert_eq!(again["env"]["JUPYTERHUB_API_TOKEN"], json!(token));
     assert!(stack.hub.log().contains("service exited"));
 
+    // a hub killed with SIGKILL cannot stop it; the next hub stops that
+    // process and starts its own, so only one runs
+    stack.hub.kill();
+    let outlived = alive(new_pid);
+    eprintln!("the service outlived the killed hub: {outlived}");
+    stack.hub.start_again();
+    wait_until("the previous service process stopped", limit, || {
+        !alive(new_pid)
+    });
+    wait_until("the echo service is back under the new hub", limit, || {
+        echo(&stack).is_some_and(|a| a["pid"] != json!(new_pid))
+    });
+    let current = echo(&stack).expect("an answer")["pid"]
+        .as_i64()
+        .expect("a pid") as i32;
+    if outlived {
+        assert!(stack.hub.log().contains("a previous hub left running"));
+    }
+
     // the hub's shutdown stops it
     stack.hub.stop();
-    assert!(!alive(new_pid), "the service outlived the hub");
+    assert!(!alive(current), "the service outlived the hub");
 }
 
 /// Keeps `user`'s default server active by reporting activity every

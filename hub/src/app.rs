@@ -138,7 +138,7 @@ impl AppState {
 }
 
 /// `scheme://host:port` of a URL.
-fn origin(url: &str) -> String {
+pub(crate) fn origin(url: &str) -> String {
     match url.split_once("://") {
         Some((scheme, rest)) => {
             format!("{scheme}://{}", rest.split('/').next().unwrap_or_default())

@@ -184,14 +184,12 @@ async fn cull_server(st: &AppState, user_name: &str, server: &db::servers::Serve
     }
     if !server.name.is_empty() && st.config.culler.remove_named_servers {
         match st.db.find_server(user.id, &server.name).await {
-            Ok(Some(row)) if !spawner::is_running(&row) && row.pending.is_none() => {
-                match st.db.delete_server(row.id).await {
-                    Ok(()) => {
-                        tracing::info!(user = %user_name, server = %server.name, "culler removed the named server");
-                    }
-                    Err(e) => tracing::warn!(error = %e, "culler: cannot remove the server"),
+            Ok(Some(row)) if spawner::is_stopped(&row) => match st.db.delete_server(row.id).await {
+                Ok(()) => {
+                    tracing::info!(user = %user_name, server = %server.name, "culler removed the named server");
                 }
-            }
+                Err(e) => tracing::warn!(error = %e, "culler: cannot remove the server"),
+            },
             Ok(_) => {}
             Err(e) => tracing::warn!(error = %e, "culler: cannot find the server"),
         }

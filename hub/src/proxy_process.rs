@@ -65,16 +65,13 @@ impl ProxyProcess {
             .ok_or_else(|| format!("hub.bind_url {:?} is not a URL", config.hub.bind_url))?;
         let (api_ip, api_port) = host_port(&config.proxy.api_url, 8001)
             .ok_or_else(|| format!("proxy.api_url {:?} is not a URL", config.proxy.api_url))?;
-        let hub = config
-            .hub
-            .hub_connect_url
-            .as_deref()
-            .unwrap_or(&config.hub.hub_bind_url)
-            .trim_end_matches('/');
-        let hub_origin = match hub.split_once("://") {
-            Some((scheme, rest)) => format!("{scheme}://{}", rest.split('/').next().unwrap_or("")),
-            None => hub.to_owned(),
-        };
+        let hub_origin = crate::app::origin(
+            config
+                .hub
+                .hub_connect_url
+                .as_deref()
+                .unwrap_or(&config.hub.hub_bind_url),
+        );
         let mut args: Vec<String> = fixed.to_vec();
         args.extend([
             "--ip".into(),

@@ -499,7 +499,13 @@ pub fn start_from_home(b: &mut crate::browser::Browser, user: &str, limit: Durat
     let xsrf = crate::browser::xsrf_in(&home.body).expect("the home page's forms carry _xsrf");
     let started = b.post_form(&format!("/hub/spawn/{user}"), &[("_xsrf", &xsrf)]);
     assert!(redirect(started.status), "start: {started:?}");
-    let mut at = started.location.expect("a redirect");
+    past_progress(b, started.location.expect("a redirect"), limit)
+}
+
+/// From `at`, reloads the start's progress page (`/hub/spawn-pending/...`)
+/// until it sends the browser on, as its no-JavaScript refresh does (at
+/// most `limit`); where it sends it.
+pub fn past_progress(b: &mut crate::browser::Browser, mut at: String, limit: Duration) -> String {
     let deadline = Instant::now() + limit;
     while at.starts_with("/hub/spawn-pending/") {
         let p = b.get(&at);
@@ -508,6 +514,7 @@ pub fn start_from_home(b: &mut crate::browser::Browser, user: &str, limit: Durat
             break;
         }
         assert_eq!(p.status, 200, "progress page: {p:?}");
+        assert!(p.body.contains("progress"), "{}", p.body);
         assert!(
             Instant::now() < deadline,
             "the start did not end within {limit:?}"

@@ -8,7 +8,8 @@ use std::time::{Duration, Instant};
 
 use jhub_tests::privileged::{proc_status, require_root, uid_of};
 use jhub_tests::stack::{
-    HomeUser, ProxyKind, Stack, StackOptions, follow, redirect, start_from_home, wait_until,
+    HomeUser, ProxyKind, Stack, StackOptions, follow, past_progress, redirect, start_from_home,
+    wait_until,
 };
 use serde_json::{Value, json};
 
@@ -501,17 +502,11 @@ fn browser_login_start_open_lab_and_come_back() {
     let xsrf = jhub_tests::browser::xsrf_in(&offer.body).expect("_xsrf");
     let restarted = b.post_form(&action, &[("_xsrf", &xsrf)]);
     assert!(redirect(restarted.status), "{restarted:?}");
-    let mut at = restarted.location.expect("a redirect");
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while at.starts_with("/hub/spawn-pending/") {
-        let p = b.get(&at);
-        if redirect(p.status) {
-            at = p.location.expect("a redirect");
-            break;
-        }
-        assert!(Instant::now() < deadline, "no end to the start");
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    let at = past_progress(
+        &mut b,
+        restarted.location.expect("a redirect"),
+        Duration::from_secs(90),
+    );
     assert_eq!(at, wanted, "back to the URL first asked for");
     assert_eq!(stack.stop_server(&alice.name), 204);
 }

@@ -10,7 +10,7 @@ use axum::body::Body;
 use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 use super::JsonBody;
 use crate::app::AppState;
@@ -207,7 +207,7 @@ async fn stop(
             // once stopped (a pending stop ends within the stop timeouts)
             for _ in 0..300 {
                 match st2.db.find_server(user_id, &server2).await {
-                    Ok(Some(s)) if !spawner::is_running(&s) && s.pending.is_none() => {
+                    Ok(Some(s)) if spawner::is_stopped(&s) => {
                         if let Err(e) = st2.db.delete_server(s.id).await {
                             tracing::warn!(error = %e, "cannot delete the server");
                         }
@@ -325,15 +325,8 @@ async fn progress(
         .await?
         .ok_or_else(ApiError::not_found_plain)?;
     let phase = st.servers.phase(row.id);
-    if phase == Phase::Idle && spawner::is_running(&row) && row.pending.is_none() {
-        let url = spawner::server_path(&name, &server);
-        let ready = json!({
-            "progress": 100,
-            "ready": true,
-            "message": format!("Server ready at {url}"),
-            "html_message": format!("Server ready at <a href=\"{url}\">{url}</a>"),
-            "url": url,
-        });
+    if phase == Phase::Idle && spawner::is_ready(&row) {
+        let ready = spawner::ready_event(&name, &server);
         return Ok(event_stream(Body::from(event_line(&ready))));
     }
     let Some(rx) = st.servers.progress(row.id) else {

@@ -108,7 +108,7 @@ fn server_views(st: &AppState, req: &Requester, users: &[UserDetail]) -> Vec<Ser
         .map(|d| {
             let mut view = ServersView::default();
             for s in &d.servers {
-                let model = crate::spawner::server_model(st, &d.user.name, s, false);
+                let model = crate::spawner::server_model(st, &d.user.name, s, with_state);
                 if s.name.is_empty() {
                     view.pending = model["pending"].as_str().map(str::to_owned);
                     if model["ready"] == Value::Bool(true) {
@@ -117,11 +117,6 @@ fn server_views(st: &AppState, req: &Requester, users: &[UserDetail]) -> Vec<Ser
                 }
                 // JupyterHub lists servers that run or are under way
                 if model["stopped"] == Value::Bool(false) {
-                    let model = if with_state {
-                        crate::spawner::server_model(st, &d.user.name, s, true)
-                    } else {
-                        model
-                    };
                     view.models.insert(s.name.clone(), model);
                 }
             }

@@ -176,7 +176,7 @@ pub async fn spawn_form(
                     .into_response(),
             );
         }
-        if spawner::is_running(&row) && row.pending.is_none() {
+        if spawner::is_ready(&row) {
             return Ok(Redirect::to(&open_url(&name, &server, next.as_deref())).into_response());
         }
     }
@@ -344,7 +344,7 @@ pub async fn spawn_pending(
         );
     };
     let phase = st.servers.phase(row.id);
-    if phase == Phase::Idle && spawner::is_running(&row) && row.pending.is_none() {
+    if phase == Phase::Idle && spawner::is_ready(&row) {
         return Ok(Redirect::to(&open_url(&name, &server, next.as_deref())).into_response());
     }
     if phase != Phase::Spawning {
@@ -477,7 +477,7 @@ pub async fn user_not_running(
                     .into_response(),
             );
         }
-        if spawner::is_running(row) && row.pending.is_none() {
+        if spawner::is_ready(row) {
             // running, but the proxy did not route it: put the route back
             // and try once more
             let redirects: u32 = query

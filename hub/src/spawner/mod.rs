@@ -275,6 +275,29 @@ pub fn is_running(s: &ServerRow) -> bool {
     s.pid.is_some() && s.url.is_some()
 }
 
+/// Whether server row `s` runs with no start or stop under way.
+pub fn is_ready(s: &ServerRow) -> bool {
+    is_running(s) && s.pending.is_none()
+}
+
+/// Whether server row `s` neither runs nor has an operation under way.
+pub fn is_stopped(s: &ServerRow) -> bool {
+    !is_running(s) && s.pending.is_none()
+}
+
+/// The final progress event of a start that ended with the server ready
+/// at `user`'s `server` URL.
+pub fn ready_event(user: &str, server: &str) -> Value {
+    let url = server_path(user, server);
+    json!({
+        "progress": 100,
+        "ready": true,
+        "message": format!("Server ready at {url}"),
+        "html_message": format!("Server ready at <a href=\"{url}\">{url}</a>"),
+        "url": url,
+    })
+}
+
 /// Starts `user`'s server `server` (created if missing) with
 /// `user_options`, waiting up to [`SLOW_SPAWN`] for it to be ready.
 pub async fn start(
@@ -354,7 +377,7 @@ pub async fn start(
     let _ = tokio::time::timeout(SLOW_SPAWN, ended.changed()).await;
     let row = st.db.find_server(user.id, server).await?;
     match row {
-        Some(r) if is_running(&r) && r.pending.is_none() => Ok(StartOutcome::Ready),
+        Some(r) if is_ready(&r) => Ok(StartOutcome::Ready),
         Some(r) if slot.phase() == Phase::Idle => Err(ServerError::Failed(
             r.failure
                 .unwrap_or_else(|| "the server did not start".to_owned()),
@@ -441,22 +464,12 @@ impl SpawnTask {
         let st = &self.st;
         match result {
             Ok(()) => {
-                let url = server_path(&self.user, &self.server);
                 tracing::info!(
                     user = %self.user, server = %self.server,
                     seconds = began.elapsed().as_secs_f64(),
                     "server ready"
                 );
-                self.slot.event(
-                    json!({
-                        "progress": 100,
-                        "ready": true,
-                        "message": format!("Server ready at {url}"),
-                        "html_message": format!("Server ready at <a href=\"{url}\">{url}</a>"),
-                        "url": url,
-                    }),
-                    true,
-                );
+                self.slot.event(ready_event(&self.user, &self.server), true);
             }
             Err(message) => {
                 tracing::warn!(

@@ -18,6 +18,7 @@ mod routes;
 mod seccomp;
 mod server;
 mod state;
+mod timer;
 mod tls;
 mod upstream;
 mod urlpath;

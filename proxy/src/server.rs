@@ -20,7 +20,7 @@ use http::{HeaderValue, Request, Response, StatusCode, header};
 use hyper::body::Incoming;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::sync::Semaphore;
@@ -31,6 +31,7 @@ use crate::body::ResponseBody;
 use crate::cli::ListenAddr;
 use crate::forward::{self, ClientInfo};
 use crate::state::State;
+use crate::timer::ConnTimer;
 
 /// Largest request head accepted (the reference's runtime default is
 /// 16 KiB); larger heads get 431.
@@ -197,7 +198,7 @@ pub enum Role {
 
 fn builder(state: &State) -> http1::Builder {
     let mut b = http1::Builder::new();
-    b.timer(TokioTimer::new())
+    b.timer(ConnTimer::new())
         .keep_alive(true)
         .header_read_timeout(state.config.keep_alive_timeout)
         .max_header_size(MAX_HEADER_SIZE)

@@ -40,6 +40,7 @@ both_impls!(
     host_routing,
     last_activity_follows_successful_requests,
     concurrent_keep_alive,
+    keep_alive_timeout,
     large_streamed_response,
     uploads,
     expect_100_continue,
@@ -679,6 +680,45 @@ fn concurrent_keep_alive(imp: Impl) {
         }
     });
     assert_eq!(b.requests(), CLIENTS * REQUESTS);
+}
+
+/// `--keep-alive-timeout 1000`: a connection that sends a request every
+/// 400 ms stays open well past a second (the timeout counts idle time, and
+/// starts again at each request); once idle, it is closed about a second
+/// after its last answer.
+fn keep_alive_timeout(imp: Impl) {
+    use std::io::Read;
+    let b = Backend::start("b");
+    let p = ProxyProcess::start(imp, &["--keep-alive-timeout", "1000"]);
+    p.add_target("/k", &b.url());
+    let mut conn = Conn::open(p.proxy_addr()).expect("connect to the proxy");
+    let start = Instant::now();
+    for i in 0..6 {
+        let response = conn
+            .send(&Request::get(&format!("/k/{i}")))
+            .unwrap_or_else(|e| panic!("request {i} on the kept connection: {e}"));
+        assert_eq!(response.status, 200);
+        std::thread::sleep(Duration::from_millis(400));
+    }
+    assert!(start.elapsed() >= Duration::from_millis(2400));
+    let response = conn.send(&Request::get("/k/last")).expect("last request");
+    assert_eq!(response.status, 200);
+    let idle_from = Instant::now();
+    let mut stream = conn.stream().try_clone().expect("clone the socket");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("read timeout");
+    let mut buf = [0u8; 64];
+    let n = stream
+        .read(&mut buf)
+        .expect("the idle connection is closed, not left open");
+    let idle = idle_from.elapsed();
+    assert_eq!(n, 0, "unexpected bytes on an idle connection");
+    assert!(
+        idle >= Duration::from_millis(700) && idle <= Duration::from_secs(4),
+        "an idle connection closed after {idle:?} (timeout 1 s)"
+    );
+    assert_eq!(b.requests(), 7);
 }
 
 /// A 50 MB response streamed through: the same length and sha256.

@@ -254,8 +254,17 @@ fn main() -> ExitCode {
         }
         tracing::debug!("seccomp filter installed");
     }
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(workers)
+    // One worker is the runtime on this thread: tasks then hand each other
+    // work through a plain local queue, without the cross-thread wake-ups
+    // and atomics a one-worker thread pool still pays for.
+    let mut builder = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+    } else {
+        let mut b = tokio::runtime::Builder::new_multi_thread();
+        b.worker_threads(workers);
+        b
+    };
+    let runtime = match builder
         .max_blocking_threads(16)
         .thread_name("jhub-proxy")
         .enable_all()

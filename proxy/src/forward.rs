@@ -34,6 +34,7 @@ use crate::body::{RequestBody, ResponseBody};
 use crate::errors;
 use crate::routes::{Match, Target};
 use crate::state::State;
+use crate::upstream::Origin;
 use crate::urlpath;
 use crate::websocket;
 
@@ -85,11 +86,14 @@ static X_FORWARDED_PORT: HeaderName = HeaderName::from_static("x-forwarded-port"
 static X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
 static X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
-/// The target request's URI, and the request URL after prefix stripping
-/// (`None` when it is the request's own URL), which error pages name.
+/// Where the target request goes and what it asks for, and the request
+/// URL after prefix stripping (`None` when it is the request's own URL),
+/// which error pages name.
 #[derive(Debug)]
 pub struct Outgoing {
-    /// Full URI for the client.
+    /// The target's scheme and authority.
+    pub origin: Origin,
+    /// The path and query sent to the target.
     pub uri: Uri,
     /// The request URL as stripped, when stripped.
     pub stripped: Option<String>,
@@ -183,12 +187,11 @@ pub fn outgoing(
                 .map_err(|e| format!("bad forwarded path: {e}"))?
         }
     };
-    let mut parts = http::uri::Parts::default();
-    parts.scheme = Some(target.scheme.clone());
-    parts.authority = Some(target.authority.clone());
-    parts.path_and_query = Some(path);
-    let uri = Uri::from_parts(parts).map_err(|e| format!("bad target URI: {e}"))?;
-    Ok(Outgoing { uri, stripped })
+    Ok(Outgoing {
+        origin: target.origin.clone(),
+        uri: Uri::from(path),
+        stripped,
+    })
 }
 
 /// The `X-Forwarded-Port` value: the first `:digits` in the Host header,
@@ -196,7 +199,7 @@ pub fn outgoing(
 fn forwarded_port(headers: &HeaderMap, tls: bool) -> HeaderValue {
     if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
         let b = host.as_bytes();
-        for (i, _) in host.match_indices(':') {
+        for (i, _) in b.iter().enumerate().filter(|(_, c)| **c == b':') {
             let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
             if digits > 0 {
                 if let Ok(v) = HeaderValue::from_bytes(&b[i + 1..i + 1 + digits]) {
@@ -247,9 +250,12 @@ pub fn prepare_headers(
     headers: &mut HeaderMap,
     client: &ClientInfo,
     websocket: bool,
-    target: &Uri,
+    target: &Origin,
 ) {
     if state.config.x_forward {
+        // Room for the four headers at once: one growth of the map, not
+        // several (a map that cannot grow is caught by the inserts).
+        let _ = headers.try_reserve(4);
         let port = forwarded_port(headers, client.tls);
         let proto = match (websocket, client.tls) {
             (false, false) => "http",
@@ -275,10 +281,8 @@ pub fn prepare_headers(
     }
     headers.remove(header::TRAILER);
     if state.config.change_origin {
-        if let Some(a) = target.authority() {
-            if let Ok(v) = HeaderValue::from_str(a.as_str()) {
-                headers.insert(header::HOST, v);
-            }
+        if let Ok(v) = HeaderValue::from_str(target.authority().as_str()) {
+            headers.insert(header::HOST, v);
         }
     }
 }
@@ -316,7 +320,7 @@ fn rewrite_location(
     state: &State,
     status: StatusCode,
     headers: &mut HeaderMap,
-    target: &Uri,
+    target: &Origin,
     req_host: Option<&HeaderValue>,
 ) {
     if !(state.config.auto_rewrite || state.config.protocol_rewrite.is_some()) {
@@ -331,7 +335,7 @@ fn rewrite_location(
     let Ok(mut u) = url::Url::parse("http://base.invalid").and_then(|b| b.join(loc)) else {
         return;
     };
-    let target_host = target.authority().map(|a| a.as_str()).unwrap_or("");
+    let target_host = target.authority().as_str();
     let loc_host = &u[url::Position::BeforeHost..url::Position::AfterPort];
     if !loc_host.eq_ignore_ascii_case(target_host) {
         return;
@@ -365,7 +369,8 @@ pub async fn handle(
     mut req: Request<Incoming>,
     client: ClientInfo,
 ) -> Result<Response<ResponseBody>, Dropped> {
-    let uri = req.uri().clone();
+    // The request's URI is taken out (the target's path goes in its place).
+    let uri = std::mem::take(req.uri_mut());
     let raw = uri.path_and_query().map_or("/", |p| p.as_str());
     let upgrade = is_upgrade(req.headers());
     if !upgrade && raw == "/_chp_healthz" {
@@ -378,6 +383,7 @@ pub async fn handle(
     }
     if upgrade {
         state.metrics.requests_ws.inc();
+        *req.uri_mut() = uri.clone();
         return websocket::handle(state, req, client, raw).await;
     }
     state.metrics.requests_web.inc();
@@ -400,10 +406,15 @@ pub async fn handle(
             return Ok(errors::respond(&state, StatusCode::INTERNAL_SERVER_ERROR, raw).await);
         }
     };
-    tracing::debug!("PROXY WEB {} to {}", urlpath::path_part(raw), out.uri);
+    tracing::debug!(
+        "PROXY WEB {} to {}{}",
+        urlpath::path_part(raw),
+        out.origin,
+        out.uri
+    );
     let method = req.method().clone();
     let req_host = req.headers().get(header::HOST).cloned();
-    prepare_headers(&state, req.headers_mut(), &client, false, &out.uri);
+    prepare_headers(&state, req.headers_mut(), &client, false, &out.origin);
     if (method == Method::DELETE || method == Method::OPTIONS)
         && !req.headers().contains_key(header::CONTENT_LENGTH)
         && !req.headers().contains_key(header::TRANSFER_ENCODING)
@@ -411,36 +422,32 @@ pub async fn handle(
         req.headers_mut()
             .insert(header::CONTENT_LENGTH, HeaderValue::from_static("0"));
     }
+    let Outgoing {
+        origin,
+        uri: target_uri,
+        stripped,
+    } = out;
+    let url = stripped.as_deref().unwrap_or(raw);
     let (mut parts, body) = req.into_parts();
-    parts.uri = out.uri.clone();
+    parts.uri = target_uri;
     parts.version = http::Version::HTTP_11;
     let target_req = Request::from_parts(parts, RequestBody::stream(body, m.activity.clone()));
-    let res = match with_timeouts(&state, state.client.request(target_req)).await {
+    let res = match with_timeouts(&state, state.client.request_to(&origin, target_req)).await {
         Waited::Done(Ok(res)) => res,
         Waited::Done(Err(e)) => {
             tracing::error!(
                 "503 {method} {} {}",
-                urlpath::path_part(out.url(raw)),
+                urlpath::path_part(url),
                 error_chain(&e)
             );
-            return Ok(
-                errors::respond(&state, StatusCode::SERVICE_UNAVAILABLE, out.url(raw)).await,
-            );
+            return Ok(errors::respond(&state, StatusCode::SERVICE_UNAVAILABLE, url).await);
         }
         Waited::ProxyTimeout => {
-            tracing::error!(
-                "503 {method} {} target timed out",
-                urlpath::path_part(out.url(raw))
-            );
-            return Ok(
-                errors::respond(&state, StatusCode::SERVICE_UNAVAILABLE, out.url(raw)).await,
-            );
+            tracing::error!("503 {method} {} target timed out", urlpath::path_part(url));
+            return Ok(errors::respond(&state, StatusCode::SERVICE_UNAVAILABLE, url).await);
         }
         Waited::ClientTimeout => {
-            tracing::debug!(
-                "request {} timed out, dropping the connection",
-                out.url(raw)
-            );
+            tracing::debug!("request {} timed out, dropping the connection", url);
             return Err(Dropped::Timeout);
         }
     };
@@ -451,7 +458,7 @@ pub async fn handle(
         &state,
         parts.status,
         &mut parts.headers,
-        &out.uri,
+        &origin,
         req_host.as_ref(),
     );
     let on_end = if parts.status.as_u16() < 300 {

@@ -22,6 +22,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use indexmap::IndexMap;
 use serde_json::Value;
 
+use crate::upstream::Origin;
+
 /// A normalized route key: leading `/`, no trailing `/` unless it is `/`.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct RoutePath(String);
@@ -132,10 +134,8 @@ pub enum Target {
 /// A usable target.
 #[derive(Debug)]
 pub struct HttpTarget {
-    /// `http` or `https`.
-    pub scheme: http::uri::Scheme,
-    /// `host[:port]`.
-    pub authority: http::uri::Authority,
+    /// `http` or `https` and `host[:port]`: where its connections go.
+    pub origin: Origin,
     /// The target's path plus `?query` when it has one (prepended to
     /// forwarded paths).
     pub path_and_query: String,
@@ -167,8 +167,7 @@ impl Target {
             path_and_query.push_str(q);
         }
         Target::Http(HttpTarget {
-            scheme,
-            authority,
+            origin: Origin::new(scheme, authority),
             path_and_query,
         })
     }
@@ -629,7 +628,7 @@ mod tests {
         assert_eq!(keys, ["/b", "/a"]);
         let m = t.lookup("/b/x").expect("match");
         assert!(
-            matches!(&m.route.target, Target::Http(t) if t.authority.as_str() == "127.0.0.1:9")
+            matches!(&m.route.target, Target::Http(t) if t.origin.authority().as_str() == "127.0.0.1:9")
         );
     }
 

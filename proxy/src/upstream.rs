@@ -4,8 +4,9 @@
 //! configured it (keep-alive pool, 60 s idle timeout, at most 1024 idle
 //! connections per target, HTTP/1.1 only, http and https targets through
 //! the same connector), at a fraction of its cost per request:
-//! - idle connections are kept per `(scheme, authority)`; the most
-//!   recently returned one is used first, and closed or expired ones are
+//! - idle connections are kept per [`Origin`] (scheme and authority,
+//!   hashed once when a route's target is parsed, so a request's pool
+//!   lookup hashes nothing); the most recently returned one is used first, and closed or expired ones are
 //!   dropped on the way; with none left a new connection is made (its
 //!   connection task is spawned, upgrades enabled, and it is used once it
 //!   reports ready);
@@ -27,7 +28,7 @@
 //!   their text.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasherDefault, Hasher};
+use std::hash::{BuildHasherDefault, Hash, Hasher};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, Instant};
@@ -97,43 +98,99 @@ impl std::error::Error for Error {
     }
 }
 
-/// FNV-1a, for the pool's few keys: they are targets set through the
-/// API, not chosen by clients, and hashing an authority byte by byte
-/// with SipHash cost more than the rest of a checkout.
-struct Fnv(u64);
-
-impl Default for Fnv {
-    fn default() -> Self {
-        Fnv(0xcbf2_9ce4_8422_2325)
-    }
-}
-
-impl Hasher for Fnv {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        for &b in bytes {
-            self.0 = (self.0 ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+/// FNV-1a over an origin's lowercased bytes: origins are targets set
+/// through the API, not chosen by clients.
+fn fnv(parts: &[&str]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in part.as_bytes() {
+            h = (h ^ u64::from(b.to_ascii_lowercase())).wrapping_mul(0x0100_0000_01b3);
         }
+        h = (h ^ 0xff).wrapping_mul(0x0100_0000_01b3);
     }
+    h
 }
 
-/// Where connections go: the authority compares (and hashes) without
-/// regard to case.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-struct Key {
+/// Where connections go: a scheme and an authority, compared (and
+/// hashed) without regard to case. The hash is computed once, when the
+/// origin is made (for a route's target, when the route is added), so
+/// that finding a pooled connection costs no hashing per request.
+#[derive(Debug, Clone)]
+pub struct Origin {
     scheme: Scheme,
     authority: Authority,
+    hash: u64,
 }
 
-impl Key {
+impl Origin {
+    /// The origin `scheme://authority`.
+    pub fn new(scheme: Scheme, authority: Authority) -> Self {
+        let hash = fnv(&[scheme.as_str(), authority.as_str()]);
+        Origin {
+            scheme,
+            authority,
+            hash,
+        }
+    }
+
+    /// `host[:port]`.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
     /// The key as the former client's pool printed it in debug lines.
     fn as_tuple(&self) -> (&Scheme, &Authority) {
         (&self.scheme, &self.authority)
     }
 }
+
+impl PartialEq for Origin {
+    fn eq(&self, other: &Self) -> bool {
+        // Clones of one origin (a route's, and the pool's key made from
+        // it) share their authority's bytes: equal without comparing them.
+        let same_bytes = std::ptr::eq(self.authority.as_str(), other.authority.as_str());
+        self.hash == other.hash
+            && self.scheme == other.scheme
+            && (same_bytes || self.authority == other.authority)
+    }
+}
+
+impl Eq for Origin {}
+
+impl Hash for Origin {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_u64(self.hash);
+    }
+}
+
+impl std::fmt::Display for Origin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.authority)
+    }
+}
+
+/// The pool map's hasher: an origin's hash is already made.
+#[derive(Default)]
+struct Prehashed(u64);
+
+impl Hasher for Prehashed {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only origins are hashed with it, through `write_u64`.
+        for &b in bytes {
+            self.0 = (self.0 << 8) ^ u64::from(b);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = n;
+    }
+}
+
+type IdleMap = HashMap<Origin, Vec<Idle>, BuildHasherDefault<Prehashed>>;
 
 /// An idle connection and when it became idle.
 struct Idle {
@@ -143,21 +200,21 @@ struct Idle {
 
 /// The idle connections.
 struct Pool {
-    idle: Mutex<HashMap<Key, Vec<Idle>, BuildHasherDefault<Fnv>>>,
+    idle: Mutex<IdleMap>,
     timeout: Duration,
     max_per_host: usize,
     reaper_started: AtomicBool,
 }
 
 impl Pool {
-    fn lock(&self) -> MutexGuard<'_, HashMap<Key, Vec<Idle>, BuildHasherDefault<Fnv>>> {
+    fn lock(&self) -> MutexGuard<'_, IdleMap> {
         // A panic elsewhere cannot leave the map inconsistent.
         self.idle.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// The most recently returned connection to `key` that is open and
     /// has not expired; closed or expired ones met on the way are dropped.
-    fn checkout(&self, key: &Key) -> Option<Sender> {
+    fn checkout(&self, key: &Origin) -> Option<Sender> {
         let now = Instant::now();
         let mut idle = self.lock();
         let list = idle.get_mut(key)?;
@@ -171,7 +228,7 @@ impl Pool {
     }
 
     /// Keeps `tx` for reuse if it is open and the per-target cap allows.
-    fn put(self: &Arc<Self>, key: Key, tx: Sender) {
+    fn put(self: &Arc<Self>, key: &Origin, tx: Sender) {
         if !tx.is_ready() {
             return;
         }
@@ -181,7 +238,7 @@ impl Pool {
         };
         {
             let mut map = self.lock();
-            match map.get_mut(&key) {
+            match map.get_mut(key) {
                 Some(list) if list.len() >= self.max_per_host => return,
                 Some(list) => {
                     tracing::debug!("pooling idle connection for {:?}", key.as_tuple());
@@ -189,7 +246,7 @@ impl Pool {
                 }
                 None => {
                     tracing::debug!("pooling idle connection for {:?}", key.as_tuple());
-                    map.insert(key, vec![idle]);
+                    map.insert(key.clone(), vec![idle]);
                 }
             }
         }
@@ -240,32 +297,30 @@ impl std::fmt::Debug for Client {
 
 /// The port to name in a made-up `Host` header: none when it is the
 /// scheme's default.
-fn non_default_port(uri: &Uri) -> Option<http::uri::Port<&str>> {
-    let secure = matches!(uri.scheme_str(), Some("https" | "wss"));
-    match (uri.port_u16(), secure) {
+fn non_default_port(origin: &Origin) -> Option<http::uri::Port<&str>> {
+    let secure = matches!(origin.scheme.as_str(), "https" | "wss");
+    let port = origin.authority.port();
+    match (port.as_ref().map(http::uri::Port::as_u16), secure) {
         (Some(443), true) | (Some(80), false) => None,
-        _ => uri.port(),
+        _ => port,
     }
 }
 
-/// Rewrites an absolute URI to the form sent on the wire: the authority
-/// alone for `CONNECT`, else the path and query (`/` when empty).
-fn wire_form(method: &Method, uri: &mut Uri) {
-    let mut parts = Parts::default();
-    if method == Method::CONNECT {
-        parts.authority = uri.authority().cloned();
-    } else {
-        match uri.path_and_query() {
-            Some(p) if p.as_str() != "/" => parts.path_and_query = Some(p.clone()),
-            _ => {
-                *uri = Uri::default();
-                return;
-            }
-        }
+/// Rewrites a URI to the form sent on the wire: the authority alone for
+/// `CONNECT`, else the path and query (`/` when empty). A URI that is
+/// already a path (no scheme) is kept as it is.
+fn wire_form(connect: bool, origin: &Origin, uri: &mut Uri) {
+    if connect {
+        *uri = Uri::from(origin.authority.clone());
+        return;
     }
-    if let Ok(u) = Uri::from_parts(parts) {
-        *uri = u;
+    if uri.scheme().is_none() {
+        return;
     }
+    *uri = match uri.path_and_query() {
+        Some(p) if p.as_str() != "/" => Uri::from(p.clone()),
+        _ => Uri::default(),
+    };
 }
 
 impl Client {
@@ -285,8 +340,26 @@ impl Client {
 
     /// Sends `req` (with an absolute URI) to its target and returns the
     /// response head; the body streams from the connection.
-    pub async fn request(
+    pub async fn request(&self, req: Request<RequestBody>) -> Result<Response<Incoming>, Error> {
+        let origin = match (req.uri().scheme(), req.uri().authority()) {
+            (Some(scheme), Some(authority)) => Origin::new(scheme.clone(), authority.clone()),
+            _ => {
+                tracing::debug!(
+                    "Client requires absolute-form URIs, received: {:?}",
+                    req.uri()
+                );
+                return Err(Error::bare(Kind::UserAbsoluteUriRequired));
+            }
+        };
+        self.request_to(&origin, req).await
+    }
+
+    /// Sends `req` to `origin` (its URI absolute, or already the path and
+    /// query to send) and returns the response head; the body streams
+    /// from the connection.
+    pub async fn request_to(
         &self,
+        origin: &Origin,
         mut req: Request<RequestBody>,
     ) -> Result<Response<Incoming>, Error> {
         let connect = req.method() == Method::CONNECT;
@@ -306,23 +379,9 @@ impl Client {
                 return Err(Error::bare(Kind::UserUnsupportedVersion));
             }
         }
-        let key = match (req.uri().scheme(), req.uri().authority()) {
-            (Some(scheme), Some(authority)) => Key {
-                scheme: scheme.clone(),
-                authority: authority.clone(),
-            },
-            _ => {
-                tracing::debug!(
-                    "Client requires absolute-form URIs, received: {:?}",
-                    req.uri()
-                );
-                return Err(Error::bare(Kind::UserAbsoluteUriRequired));
-            }
-        };
         if !req.headers().contains_key(header::HOST) {
-            let uri = req.uri();
-            let host = uri.host().unwrap_or("");
-            let value = match non_default_port(uri) {
+            let host = origin.authority.host();
+            let value = match non_default_port(origin) {
                 Some(port) => HeaderValue::from_str(&format!("{host}:{port}")),
                 None => HeaderValue::from_str(host),
             };
@@ -330,29 +389,24 @@ impl Client {
                 req.headers_mut().insert(header::HOST, v);
             }
         }
-        let method = req.method().clone();
         // The path a CONNECT request loses, warned about on every attempt.
         let stripped = req
             .uri()
             .path_and_query()
             .filter(|p| connect && p.as_str() != "/")
             .cloned();
-        let mut absolute = true;
+        wire_form(connect, origin, req.uri_mut());
         loop {
-            let (mut tx, reused) = match self.pool.checkout(&key) {
+            let (mut tx, reused) = match self.pool.checkout(origin) {
                 Some(tx) => (tx, true),
-                None => (self.connect(&key).await?, false),
+                None => (self.connect(origin).await?, false),
             };
             if let Some(path) = &stripped {
                 tracing::warn!("HTTP/1.1 CONNECT request stripping path: {:?}", path);
             }
-            if absolute {
-                wire_form(&method, req.uri_mut());
-                absolute = false;
-            }
             match tx.try_send_request(req).await {
                 Ok(res) => {
-                    self.give_back(key, tx);
+                    self.give_back(origin, tx);
                     return Ok(res);
                 }
                 Err(mut e) => match e.take_message() {
@@ -366,21 +420,22 @@ impl Client {
     }
 
     /// Returns `tx` to the pool once it can take another request.
-    fn give_back(&self, key: Key, mut tx: Sender) {
+    fn give_back(&self, key: &Origin, mut tx: Sender) {
         if tx.is_ready() {
             self.pool.put(key, tx);
             return;
         }
         let pool = Arc::clone(&self.pool);
+        let key = key.clone();
         tokio::spawn(async move {
             if tx.ready().await.is_ok() {
-                pool.put(key, tx);
+                pool.put(&key, tx);
             }
         });
     }
 
     /// A new connection to `key`, ready for a request.
-    async fn connect(&self, key: &Key) -> Result<Sender, Error> {
+    async fn connect(&self, key: &Origin) -> Result<Sender, Error> {
         let mut dst = Parts::default();
         dst.scheme = Some(key.scheme.clone());
         dst.authority = Some(key.authority.clone());
@@ -419,45 +474,50 @@ impl Client {
 mod tests {
     use super::*;
 
+    fn origin(s: &str) -> Origin {
+        let u: Uri = s.parse().unwrap();
+        Origin::new(u.scheme().unwrap().clone(), u.authority().unwrap().clone())
+    }
+
     #[test]
     fn wire_forms() {
+        let o = origin("http://example.com:8000");
         let mut u: Uri = "http://example.com:8000/a/b?c=1".parse().unwrap();
-        wire_form(&Method::GET, &mut u);
+        wire_form(false, &o, &mut u);
         assert_eq!(u, "/a/b?c=1");
         let mut u: Uri = "http://example.com/".parse().unwrap();
-        wire_form(&Method::GET, &mut u);
+        wire_form(false, &o, &mut u);
         assert_eq!(u, "/");
+        // Already a path: kept.
+        let mut u: Uri = "/x/y?z".parse().unwrap();
+        wire_form(false, &o, &mut u);
+        assert_eq!(u, "/x/y?z");
         let mut u: Uri = "http://example.com:8000/x".parse().unwrap();
-        wire_form(&Method::CONNECT, &mut u);
+        wire_form(true, &o, &mut u);
         assert_eq!(u, "example.com:8000");
     }
 
     #[test]
     fn host_port() {
-        let u: Uri = "http://example.com:80/".parse().unwrap();
-        assert!(non_default_port(&u).is_none());
-        let u: Uri = "https://example.com:443/".parse().unwrap();
-        assert!(non_default_port(&u).is_none());
-        let u: Uri = "https://example.com:80/".parse().unwrap();
-        assert_eq!(non_default_port(&u).unwrap().as_str(), "80");
-        let u: Uri = "http://example.com:8000/".parse().unwrap();
-        assert_eq!(non_default_port(&u).unwrap().as_str(), "8000");
+        assert!(non_default_port(&origin("http://example.com:80")).is_none());
+        assert!(non_default_port(&origin("http://example.com")).is_none());
+        assert!(non_default_port(&origin("https://example.com:443")).is_none());
+        let o = origin("https://example.com:80");
+        assert_eq!(non_default_port(&o).unwrap().as_str(), "80");
+        let o = origin("http://example.com:8000");
+        assert_eq!(non_default_port(&o).unwrap().as_str(), "8000");
     }
 
     #[test]
-    fn keys_ignore_case() {
+    fn origins_ignore_case() {
         use std::hash::BuildHasher;
-        let a = Key {
-            scheme: Scheme::HTTP,
-            authority: Authority::from_static("Example.COM:80"),
-        };
-        let b = Key {
-            scheme: Scheme::HTTP,
-            authority: Authority::from_static("example.com:80"),
-        };
+        let a = origin("http://Example.COM:80");
+        let b = origin("HTTP://example.com:80");
         assert_eq!(a, b);
-        let h = BuildHasherDefault::<Fnv>::default();
+        let h = BuildHasherDefault::<Prehashed>::default();
         assert_eq!(h.hash_one(&a), h.hash_one(&b));
+        assert_ne!(a, origin("https://example.com:80"));
+        assert_ne!(a, origin("http://example.com:81"));
     }
 
     #[test]

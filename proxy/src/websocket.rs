@@ -87,14 +87,19 @@ pub async fn handle(
             return Ok(bare(StatusCode::INTERNAL_SERVER_ERROR));
         }
     };
-    tracing::debug!("PROXY WS {} to {}", urlpath::path_part(raw), out.uri);
-    forward::prepare_headers(&state, req.headers_mut(), &client, true, &out.uri);
+    tracing::debug!(
+        "PROXY WS {} to {}{}",
+        urlpath::path_part(raw),
+        out.origin,
+        out.uri
+    );
+    forward::prepare_headers(&state, req.headers_mut(), &client, true, &out.origin);
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (mut parts, _empty) = req.into_parts();
     parts.uri = out.uri.clone();
     parts.version = http::Version::HTTP_11;
     let target_req = Request::from_parts(parts, RequestBody::empty());
-    let mut res = match state.client.request(target_req).await {
+    let mut res = match state.client.request_to(&out.origin, target_req).await {
         Ok(res) => res,
         Err(e) => {
             tracing::error!(

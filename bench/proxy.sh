@@ -3,9 +3,12 @@
 # (CHP 5.3.0), on loopback, in front of the same nginx serving a 1 KiB file:
 #
 #   1. HTTP with one route: wrk -t1 -c50 --latency against nginx directly,
-#      through CHP and through jhub-proxy, interleaved (direct, CHP, jhub,
-#      direct, ...) so that a busy moment hits all three alike; medians of
-#      requests/s and of p50/p99 latency.
+#      through CHP, through jhub-proxy and, for scale, through a second
+#      nginx set up as a reverse proxy (one worker, keep-alive connections
+#      to the backend, the same X-Forwarded-* headers), interleaved
+#      (direct, CHP, jhub, nginx proxy, direct, ...) so that a busy moment
+#      hits all alike; medians of requests/s and of p50/p99 latency, and
+#      each proxy's requests/s as a share of the direct rate.
 #   2. The same with 10,000 more routes added through the REST API (the time
 #      to add them and to GET the whole table is reported too); requests go
 #      to one of those routes.
@@ -20,7 +23,7 @@
 # DURATION (wrk -d, default 10s), ROUTES (default 10000), WS_SECONDS
 # (default 5), JHUB_PROXY (a jhub-proxy binary to use instead of building
 # the release one). Both proxies run with --log-level warn. Takes about
-# ROUNDS x 5 x DURATION plus a few seconds and the builds: ~3 minutes.
+# ROUNDS x 6 x DURATION plus a few seconds and the builds: ~4 minutes.
 # Not part of the test suite.
 set -euo pipefail
 
@@ -115,6 +118,47 @@ pids+=($!)
 wait_http "http://127.0.0.1:$NGINX_PORT/1k.bin"
 NGINX=http://127.0.0.1:$NGINX_PORT
 
+# The yardstick: nginx as a reverse proxy in front of the same nginx.
+mkdir -p "$tmp/nginx-proxy"
+NGINX_PROXY_PORT=$(free_port)
+cat >"$tmp/nginx-proxy/nginx.conf" <<EOF
+worker_processes 1;
+daemon off;
+pid $tmp/nginx-proxy/nginx.pid;
+error_log $tmp/nginx-proxy/error.log warn;
+events { worker_connections 4096; }
+http {
+    access_log off;
+    client_body_temp_path $tmp/nginx-proxy/body;
+    proxy_temp_path $tmp/nginx-proxy/proxy;
+    fastcgi_temp_path $tmp/nginx-proxy/fastcgi;
+    uwsgi_temp_path $tmp/nginx-proxy/uwsgi;
+    scgi_temp_path $tmp/nginx-proxy/scgi;
+    keepalive_requests 1000000;
+    upstream backend {
+        server 127.0.0.1:$NGINX_PORT;
+        keepalive 64;
+        keepalive_requests 1000000;
+    }
+    server {
+        listen 127.0.0.1:$NGINX_PROXY_PORT;
+        location / {
+            proxy_pass http://backend;
+            proxy_http_version 1.1;
+            proxy_set_header Connection "";
+            proxy_set_header Host \$http_host;
+            proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+            proxy_set_header X-Forwarded-Port \$server_port;
+            proxy_set_header X-Forwarded-Proto \$scheme;
+            proxy_set_header X-Forwarded-Host \$http_host;
+        }
+    }
+}
+EOF
+nginx -p "$tmp/nginx-proxy" -c "$tmp/nginx-proxy/nginx.conf" 2>"$tmp/nginx-proxy/stderr" &
+pids+=($!)
+wait_http "http://127.0.0.1:$NGINX_PROXY_PORT/1k.bin"
+
 # --- websocket echo upstream ------------------------------------------------
 mkfifo "$tmp/ws-stdin"
 "$WS_BENCH" serve <"$tmp/ws-stdin" >"$tmp/ws-port" &
@@ -186,6 +230,7 @@ run_phase() {
         for target in "$@"; do
             case $target in
                 direct) url=$NGINX$path ;;
+                nginx-proxy) url=http://127.0.0.1:$NGINX_PROXY_PORT$path ;;
                 *) url=http://127.0.0.1:${PROXY_PORT[$target]}$path ;;
             esac
             say "$phase: round $round/$ROUNDS: $target"
@@ -200,11 +245,12 @@ run_phase() {
 }
 
 # Warm-up, not counted: node's JIT, connection pools, page cache.
-for url in "$NGINX/1k.bin" "http://127.0.0.1:${PROXY_PORT[chp]}/1k.bin" "http://127.0.0.1:${PROXY_PORT[jhub]}/1k.bin"; do
+for url in "$NGINX/1k.bin" "http://127.0.0.1:${PROXY_PORT[chp]}/1k.bin" \
+    "http://127.0.0.1:${PROXY_PORT[jhub]}/1k.bin" "http://127.0.0.1:$NGINX_PROXY_PORT/1k.bin"; do
     say "warm-up: $url"
     wrk -t1 -c50 -d3s "$url" >/dev/null
 done
-run_phase one /1k.bin direct chp jhub
+run_phase one /1k.bin direct chp jhub nginx-proxy
 for name in chp jhub; do RSS_LOAD[$name]=$(rss_mib "${PID[$name]}"); done
 
 # --- 10,000 routes -----------------------------------------------------------
@@ -274,6 +320,9 @@ row "" direct CHP jhub-proxy
 row "1 route: requests/s" "${RESULT[one.direct.rps]}" "${RESULT[one.chp.rps]}" "${RESULT[one.jhub.rps]}"
 row "1 route: p50 latency (ms)" "${RESULT[one.direct.p50]}" "${RESULT[one.chp.p50]}" "${RESULT[one.jhub.p50]}"
 row "1 route: p99 latency (ms)" "${RESULT[one.direct.p99]}" "${RESULT[one.chp.p99]}" "${RESULT[one.jhub.p99]}"
+share() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
+row "1 route: share of direct requests/s" - "$(share "${RESULT[one.chp.rps]}" "${RESULT[one.direct.rps]}")" \
+    "$(share "${RESULT[one.jhub.rps]}" "${RESULT[one.direct.rps]}")"
 row "add $ROUTES routes, one by one (s)" - "${ADD_S[chp]}" "${ADD_S[jhub]}"
 row "GET /api/routes with $ROUTES (ms)" - "${GET_MS[chp]}" "${GET_MS[jhub]}"
 row "$ROUTES routes: requests/s" - "${RESULT[many.chp.rps]}" "${RESULT[many.jhub.rps]}"
@@ -288,3 +337,7 @@ row "VmRSS idle, 2 routes (MiB)" - "${RSS_IDLE[chp]}" "${RSS_IDLE[jhub]}"
 row "VmRSS after HTTP load (MiB)" - "${RSS_LOAD[chp]}" "${RSS_LOAD[jhub]}"
 row "VmRSS with $ROUTES routes, after load (MiB)" - "${RSS_ROUTES[chp]}" "${RSS_ROUTES[jhub]}"
 row "VmRSS after websockets (MiB)" - "${RSS_WS[chp]}" "${RSS_WS[jhub]}"
+echo
+echo "for scale, nginx as a reverse proxy (1 route, same rounds): ${RESULT[one.nginx-proxy.rps]} requests/s" \
+    "($(share "${RESULT[one.nginx-proxy.rps]}" "${RESULT[one.direct.rps]}") of direct)," \
+    "p50 ${RESULT[one.nginx-proxy.p50]} ms, p99 ${RESULT[one.nginx-proxy.p99]} ms"

@@ -11,7 +11,9 @@
 #      each proxy's requests/s as a share of the direct rate.
 #   2. The same with 10,000 more routes added through the REST API (the time
 #      to add them and to GET the whole table is reported too); requests go
-#      to one of those routes.
+#      to one of those routes, interleaved with direct runs again, so that
+#      the share of the direct rate compares the two phases even when the
+#      machine's speed drifts between them.
 #   3. Websocket round trips/s (and p50/p99) through each, with ws-bench
 #      (tests/src/bin/ws-bench.rs): an echo upstream, 10 connections each
 #      sending a 32-byte message and waiting for its echo.
@@ -23,7 +25,7 @@
 # DURATION (wrk -d, default 10s), ROUTES (default 10000), WS_SECONDS
 # (default 5), JHUB_PROXY (a jhub-proxy binary to use instead of building
 # the release one). Both proxies run with --log-level warn. Takes about
-# ROUNDS x 6 x DURATION plus a few seconds and the builds: ~4 minutes.
+# ROUNDS x 7 x DURATION plus a few seconds and the builds: ~5 minutes.
 # Not part of the test suite.
 set -euo pipefail
 
@@ -297,7 +299,7 @@ for name in chp jhub; do
     ADD_S[$name]=$(add_many "$name")
     GET_MS[$name]=$(get_all_ms "$name")
 done
-run_phase many "/user/bench-$((ROUTES / 2))/x" chp jhub
+run_phase many "/user/bench-$((ROUTES / 2))/x" direct chp jhub
 for name in chp jhub; do RSS_ROUTES[$name]=$(rss_mib "${PID[$name]}"); done
 
 # --- websockets --------------------------------------------------------------
@@ -325,9 +327,11 @@ row "1 route: share of direct requests/s" - "$(share "${RESULT[one.chp.rps]}" "$
     "$(share "${RESULT[one.jhub.rps]}" "${RESULT[one.direct.rps]}")"
 row "add $ROUTES routes, one by one (s)" - "${ADD_S[chp]}" "${ADD_S[jhub]}"
 row "GET /api/routes with $ROUTES (ms)" - "${GET_MS[chp]}" "${GET_MS[jhub]}"
-row "$ROUTES routes: requests/s" - "${RESULT[many.chp.rps]}" "${RESULT[many.jhub.rps]}"
-row "$ROUTES routes: p50 latency (ms)" - "${RESULT[many.chp.p50]}" "${RESULT[many.jhub.p50]}"
-row "$ROUTES routes: p99 latency (ms)" - "${RESULT[many.chp.p99]}" "${RESULT[many.jhub.p99]}"
+row "$ROUTES routes: requests/s" "${RESULT[many.direct.rps]}" "${RESULT[many.chp.rps]}" "${RESULT[many.jhub.rps]}"
+row "$ROUTES routes: p50 latency (ms)" "${RESULT[many.direct.p50]}" "${RESULT[many.chp.p50]}" "${RESULT[many.jhub.p50]}"
+row "$ROUTES routes: p99 latency (ms)" "${RESULT[many.direct.p99]}" "${RESULT[many.chp.p99]}" "${RESULT[many.jhub.p99]}"
+row "$ROUTES routes: share of direct requests/s" - "$(share "${RESULT[many.chp.rps]}" "${RESULT[many.direct.rps]}")" \
+    "$(share "${RESULT[many.jhub.rps]}" "${RESULT[many.direct.rps]}")"
 read -r ws_d_rt ws_d_p50 ws_d_p99 <<<"${WS[direct]}"
 read -r ws_c_rt ws_c_p50 ws_c_p99 <<<"${WS[chp]}"
 read -r ws_j_rt ws_j_p50 ws_j_p99 <<<"${WS[jhub]}"

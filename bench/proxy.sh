@@ -7,8 +7,9 @@
 #      nginx set up as a reverse proxy (one worker, keep-alive connections
 #      to the backend, the same X-Forwarded-* headers), interleaved
 #      (direct, CHP, jhub, nginx proxy, direct, ...) so that a busy moment
-#      hits all alike; medians of requests/s and of p50/p99 latency, and
-#      each proxy's requests/s as a share of the direct rate.
+#      hits all alike; medians of requests/s and of p50/p99 latency, of
+#      each proxy's requests/s as a share of the direct rate, and of each
+#      proxy's CPU time (user + system, from /proc) per request.
 #   2. The same with 10,000 more routes added through the REST API (the time
 #      to add them and to GET the whole table is reported too); requests go
 #      to one of those routes, interleaved with direct runs again, so that
@@ -159,7 +160,10 @@ http {
 EOF
 nginx -p "$tmp/nginx-proxy" -c "$tmp/nginx-proxy/nginx.conf" 2>"$tmp/nginx-proxy/stderr" &
 pids+=($!)
+nginx_proxy_master=$!
 wait_http "http://127.0.0.1:$NGINX_PROXY_PORT/1k.bin"
+NGINX_PROXY_WORKER=$(pgrep -P "$nginx_proxy_master" | head -n1)
+[[ -n $NGINX_PROXY_WORKER ]] || die "nginx (reverse proxy) has no worker process"
 
 # --- websocket echo upstream ------------------------------------------------
 mkfifo "$tmp/ws-stdin"
@@ -202,7 +206,7 @@ declare -A RSS_IDLE RSS_LOAD RSS_ROUTES RSS_WS
 for name in chp jhub; do RSS_IDLE[$name]=$(rss_mib "${PID[$name]}"); done
 
 # --- wrk --------------------------------------------------------------------
-# Prints "requests/s p50_ms p99_ms" for one wrk run.
+# Prints "requests/s p50_ms p99_ms requests" for one wrk run.
 wrk_once() {
     wrk -t1 -c50 -d"$DURATION" --latency "$1" | awk '
         function ms(v) {
@@ -214,12 +218,16 @@ wrk_once() {
         $1 == "50%" { p50 = ms($2) }
         $1 == "99%" { p99 = ms($2) }
         $1 == "Requests/sec:" { rps = $2 }
+        $2 == "requests" && $3 == "in" { n = $1 }
         $1 == "Non-2xx" { bad = $NF }
         END {
             if (bad > 0) { print "non-2xx answers: " bad > "/dev/stderr"; exit 1 }
-            printf "%.0f %.3f %.3f\n", rps, p50, p99
+            printf "%.0f %.3f %.3f %d\n", rps, p50, p99, n
         }'
 }
+# CPU time (user + system, clock ticks) a process has used, all its threads.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+TICKS=$(getconf CLK_TCK)
 median() { sort -g | awk '{ v[NR] = $1 } END { if (NR == 0) print "-"; else if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 
 declare -A RESULT
@@ -227,22 +235,33 @@ declare -A RESULT
 run_phase() {
     local phase=$1 path=$2
     shift 2
-    local round target url
+    local round target url pid line t0 t1
     for round in $(seq 1 "$ROUNDS"); do
         for target in "$@"; do
             case $target in
-                direct) url=$NGINX$path ;;
-                nginx-proxy) url=http://127.0.0.1:$NGINX_PROXY_PORT$path ;;
-                *) url=http://127.0.0.1:${PROXY_PORT[$target]}$path ;;
+                direct) url=$NGINX$path pid= ;;
+                nginx-proxy) url=http://127.0.0.1:$NGINX_PROXY_PORT$path pid=$NGINX_PROXY_WORKER ;;
+                *) url=http://127.0.0.1:${PROXY_PORT[$target]}$path pid=${PID[$target]} ;;
             esac
             say "$phase: round $round/$ROUNDS: $target"
-            wrk_once "$url" >>"$tmp/wrk.$phase.$target" || die "wrk through $target failed"
+            t0=${pid:+$(cpu_ticks "$pid")}
+            line=$(wrk_once "$url") || die "wrk through $target failed"
+            t1=${pid:+$(cpu_ticks "$pid")}
+            # The proxy's CPU time per request, in microseconds ("-" direct).
+            if [[ -n $pid ]]; then
+                line+=" $(awk -v t="$((t1 - t0))" -v hz="$TICKS" -v n="${line##* }" \
+                    'BEGIN { printf "%.1f", (n > 0 ? t / hz / n * 1e6 : 0) }')"
+            else
+                line+=" -"
+            fi
+            echo "$line" >>"$tmp/wrk.$phase.$target"
         done
     done
     for target in "$@"; do
         RESULT[$phase.$target.rps]=$(cut -d' ' -f1 "$tmp/wrk.$phase.$target" | median)
         RESULT[$phase.$target.p50]=$(cut -d' ' -f2 "$tmp/wrk.$phase.$target" | median)
         RESULT[$phase.$target.p99]=$(cut -d' ' -f3 "$tmp/wrk.$phase.$target" | median)
+        RESULT[$phase.$target.cpu]=$(awk '$5 != "-" { print $5 }' "$tmp/wrk.$phase.$target" | median)
     done
 }
 
@@ -325,6 +344,7 @@ row "1 route: p99 latency (ms)" "${RESULT[one.direct.p99]}" "${RESULT[one.chp.p9
 share() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
 row "1 route: share of direct requests/s" - "$(share "${RESULT[one.chp.rps]}" "${RESULT[one.direct.rps]}")" \
     "$(share "${RESULT[one.jhub.rps]}" "${RESULT[one.direct.rps]}")"
+row "1 route: proxy CPU per request (us)" - "${RESULT[one.chp.cpu]}" "${RESULT[one.jhub.cpu]}"
 row "add $ROUTES routes, one by one (s)" - "${ADD_S[chp]}" "${ADD_S[jhub]}"
 row "GET /api/routes with $ROUTES (ms)" - "${GET_MS[chp]}" "${GET_MS[jhub]}"
 row "$ROUTES routes: requests/s" "${RESULT[many.direct.rps]}" "${RESULT[many.chp.rps]}" "${RESULT[many.jhub.rps]}"
@@ -332,6 +352,7 @@ row "$ROUTES routes: p50 latency (ms)" "${RESULT[many.direct.p50]}" "${RESULT[ma
 row "$ROUTES routes: p99 latency (ms)" "${RESULT[many.direct.p99]}" "${RESULT[many.chp.p99]}" "${RESULT[many.jhub.p99]}"
 row "$ROUTES routes: share of direct requests/s" - "$(share "${RESULT[many.chp.rps]}" "${RESULT[many.direct.rps]}")" \
     "$(share "${RESULT[many.jhub.rps]}" "${RESULT[many.direct.rps]}")"
+row "$ROUTES routes: proxy CPU per request (us)" - "${RESULT[many.chp.cpu]}" "${RESULT[many.jhub.cpu]}"
 read -r ws_d_rt ws_d_p50 ws_d_p99 <<<"${WS[direct]}"
 read -r ws_c_rt ws_c_p50 ws_c_p99 <<<"${WS[chp]}"
 read -r ws_j_rt ws_j_p50 ws_j_p99 <<<"${WS[jhub]}"
@@ -344,4 +365,5 @@ row "VmRSS after websockets (MiB)" - "${RSS_WS[chp]}" "${RSS_WS[jhub]}"
 echo
 echo "for scale, nginx as a reverse proxy (1 route, same rounds): ${RESULT[one.nginx-proxy.rps]} requests/s" \
     "($(share "${RESULT[one.nginx-proxy.rps]}" "${RESULT[one.direct.rps]}") of direct)," \
-    "p50 ${RESULT[one.nginx-proxy.p50]} ms, p99 ${RESULT[one.nginx-proxy.p99]} ms"
+    "p50 ${RESULT[one.nginx-proxy.p50]} ms, p99 ${RESULT[one.nginx-proxy.p99]} ms," \
+    "CPU ${RESULT[one.nginx-proxy.cpu]} us per request"

@@ -2,23 +2,25 @@
 # Throughput, latency and memory of jhub-proxy next to configurable-http-proxy
 # (CHP 5.3.0), on loopback, in front of the same nginx serving a 1 KiB file:
 #
-#   1. HTTP with one route: wrk -t1 -c50 --latency against nginx directly,
-#      through CHP, through jhub-proxy and, for scale, through a second
+#   1. HTTP with a table of 10 routes (/, /ws and /user/bench-0 to -7),
+#      requests to /user/bench-5/x: wrk -t1 -c50 --latency against nginx
+#      directly, through CHP, through jhub-proxy and, for scale, through a second
 #      nginx set up as a reverse proxy (one worker, keep-alive connections
 #      to the backend, the same X-Forwarded-* headers), interleaved
 #      (direct, CHP, jhub, nginx proxy, direct, ...) so that a busy moment
 #      hits all alike; medians of requests/s and of p50/p99 latency, of
 #      each proxy's requests/s as a share of the direct rate, and of each
 #      proxy's CPU time (user + system, from /proc) per request.
-#   2. The same with 10,000 more routes added through the REST API (the time
-#      to add them and to GET the whole table is reported too); requests go
-#      to one of those routes, interleaved with direct runs again, so that
-#      the share of the direct rate compares the two phases even when the
-#      machine's speed drifts between them.
+#   2. The same with 10,000 routes /user/bench-N added through the REST API
+#      (the time to add them and to GET the whole table is reported too);
+#      requests go to /user/bench-5000/x, a path of the same shape as in
+#      phase 1, so that only the table's size differs; interleaved with
+#      direct runs again, so that the share of the direct rate compares the
+#      two phases even when the machine's speed drifts between them.
 #   3. Websocket round trips/s (and p50/p99) through each, with ws-bench
 #      (tests/src/bin/ws-bench.rs): an echo upstream, 10 connections each
 #      sending a 32-byte message and waiting for its echo.
-#   4. Resident memory (VmRSS) of CHP and jhub-proxy: idle with one route,
+#   4. Resident memory (VmRSS) of CHP and jhub-proxy: idle with 10 routes,
 #      after phase 1, with 10,000 routes after phase 2, after phase 3.
 #
 # Usage: bench/proxy.sh   (root or not; needs wrk, nginx, node and CHP from
@@ -201,6 +203,7 @@ start_proxy jhub "$JHUB"
 for name in chp jhub; do
     add_route "$name" / "$NGINX"
     add_route "$name" /ws "http://127.0.0.1:$WS_PORT"
+    for i in $(seq 0 7); do add_route "$name" "/user/bench-$i" "$NGINX"; done
 done
 declare -A RSS_IDLE RSS_LOAD RSS_ROUTES RSS_WS
 for name in chp jhub; do RSS_IDLE[$name]=$(rss_mib "${PID[$name]}"); done
@@ -271,7 +274,7 @@ for url in "$NGINX/1k.bin" "http://127.0.0.1:${PROXY_PORT[chp]}/1k.bin" \
     say "warm-up: $url"
     wrk -t1 -c50 -d3s "$url" >/dev/null
 done
-run_phase one /1k.bin direct chp jhub nginx-proxy
+run_phase one /user/bench-5/x direct chp jhub nginx-proxy
 for name in chp jhub; do RSS_LOAD[$name]=$(rss_mib "${PID[$name]}"); done
 
 # --- 10,000 routes -----------------------------------------------------------
@@ -338,13 +341,13 @@ row() { printf '%-44s %14s %14s %14s\n' "$@"; }
 echo
 echo "loopback, nginx 1 KiB file, wrk -t1 -c50 -d$DURATION, median of $ROUNDS interleaved rounds; $(nproc) CPUs"
 row "" direct CHP jhub-proxy
-row "1 route: requests/s" "${RESULT[one.direct.rps]}" "${RESULT[one.chp.rps]}" "${RESULT[one.jhub.rps]}"
-row "1 route: p50 latency (ms)" "${RESULT[one.direct.p50]}" "${RESULT[one.chp.p50]}" "${RESULT[one.jhub.p50]}"
-row "1 route: p99 latency (ms)" "${RESULT[one.direct.p99]}" "${RESULT[one.chp.p99]}" "${RESULT[one.jhub.p99]}"
+row "10 routes: requests/s" "${RESULT[one.direct.rps]}" "${RESULT[one.chp.rps]}" "${RESULT[one.jhub.rps]}"
+row "10 routes: p50 latency (ms)" "${RESULT[one.direct.p50]}" "${RESULT[one.chp.p50]}" "${RESULT[one.jhub.p50]}"
+row "10 routes: p99 latency (ms)" "${RESULT[one.direct.p99]}" "${RESULT[one.chp.p99]}" "${RESULT[one.jhub.p99]}"
 share() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
-row "1 route: share of direct requests/s" - "$(share "${RESULT[one.chp.rps]}" "${RESULT[one.direct.rps]}")" \
+row "10 routes: share of direct requests/s" - "$(share "${RESULT[one.chp.rps]}" "${RESULT[one.direct.rps]}")" \
     "$(share "${RESULT[one.jhub.rps]}" "${RESULT[one.direct.rps]}")"
-row "1 route: proxy CPU per request (us)" - "${RESULT[one.chp.cpu]}" "${RESULT[one.jhub.cpu]}"
+row "10 routes: proxy CPU per request (us)" - "${RESULT[one.chp.cpu]}" "${RESULT[one.jhub.cpu]}"
 row "add $ROUTES routes, one by one (s)" - "${ADD_S[chp]}" "${ADD_S[jhub]}"
 row "GET /api/routes with $ROUTES (ms)" - "${GET_MS[chp]}" "${GET_MS[jhub]}"
 row "$ROUTES routes: requests/s" "${RESULT[many.direct.rps]}" "${RESULT[many.chp.rps]}" "${RESULT[many.jhub.rps]}"
@@ -358,12 +361,12 @@ read -r ws_c_rt ws_c_p50 ws_c_p99 <<<"${WS[chp]}"
 read -r ws_j_rt ws_j_p50 ws_j_p99 <<<"${WS[jhub]}"
 row "websocket round trips/s (10 conns)" "$ws_d_rt" "$ws_c_rt" "$ws_j_rt"
 row "websocket p50 / p99 (us)" "$ws_d_p50/$ws_d_p99" "$ws_c_p50/$ws_c_p99" "$ws_j_p50/$ws_j_p99"
-row "VmRSS idle, 2 routes (MiB)" - "${RSS_IDLE[chp]}" "${RSS_IDLE[jhub]}"
+row "VmRSS idle, 10 routes (MiB)" - "${RSS_IDLE[chp]}" "${RSS_IDLE[jhub]}"
 row "VmRSS after HTTP load (MiB)" - "${RSS_LOAD[chp]}" "${RSS_LOAD[jhub]}"
 row "VmRSS with $ROUTES routes, after load (MiB)" - "${RSS_ROUTES[chp]}" "${RSS_ROUTES[jhub]}"
 row "VmRSS after websockets (MiB)" - "${RSS_WS[chp]}" "${RSS_WS[jhub]}"
 echo
-echo "for scale, nginx as a reverse proxy (1 route, same rounds): ${RESULT[one.nginx-proxy.rps]} requests/s" \
+echo "for scale, nginx as a reverse proxy (phase 1, same rounds): ${RESULT[one.nginx-proxy.rps]} requests/s" \
     "($(share "${RESULT[one.nginx-proxy.rps]}" "${RESULT[one.direct.rps]}") of direct)," \
     "p50 ${RESULT[one.nginx-proxy.p50]} ms, p99 ${RESULT[one.nginx-proxy.p99]} ms," \
     "CPU ${RESULT[one.nginx-proxy.cpu]} us per request"

@@ -1,6 +1,6 @@
 // What the browser flows share: launching Debian's headless Chromium
-// through playwright-core the way lab-flow.mjs does (same flags, a fresh
-// temporary profile), named steps with timings, bounded waits, the login
+// through playwright-core (one set of flags, a fresh temporary profile;
+// lab-flow.mjs launches through it too), named steps with timings, bounded waits, the login
 // form, and the one-JSON-line report on stdout.
 //
 // Environment: FLOW_PLAYWRIGHT_DIR (default /opt/jhub-test/playwright),
@@ -13,7 +13,6 @@ import path from 'node:path';
 
 const PLAYWRIGHT_DIR = process.env.FLOW_PLAYWRIGHT_DIR || '/opt/jhub-test/playwright';
 const CHROMIUM = process.env.FLOW_CHROMIUM || '/usr/bin/chromium';
-// lab-flow.mjs's flags
 const CHROMIUM_ARGS = [
   '--no-sandbox',
   '--disable-gpu',
@@ -22,8 +21,29 @@ const CHROMIUM_ARGS = [
   '--disable-background-networking',
   '--disable-component-update',
   '--disable-sync',
+  // Containers often give /dev/shm only 64 MiB; the profile's temp dir
+  // has room.
   '--disable-dev-shm-usage',
 ];
+
+// Launches headless Chromium (the binary `chromium`, playwright-core from
+// `playwrightDir`) with a persistent context in the fresh profile
+// directory `profile`; resolves to the context and its first page.
+export async function launchChromium(profile, timeoutMs, {
+  playwrightDir = PLAYWRIGHT_DIR,
+  chromium: executablePath = CHROMIUM,
+} = {}) {
+  const { chromium } = createRequire(path.join(playwrightDir, 'package.json'))('playwright-core');
+  const context = await chromium.launchPersistentContext(profile, {
+    executablePath,
+    headless: true,
+    args: CHROMIUM_ARGS,
+    viewport: { width: 1400, height: 900 },
+    timeout: timeoutMs,
+  });
+  const page = context.pages()[0] || (await context.newPage());
+  return { context, page };
+}
 
 export class StepError extends Error {}
 
@@ -89,17 +109,12 @@ export class Flow {
   }
 
   async launch() {
-    const { chromium } = createRequire(path.join(PLAYWRIGHT_DIR, 'package.json'))('playwright-core');
     this.profile = fs.mkdtempSync(path.join(os.tmpdir(), `${this.name}-profile-`));
     await this.step('launch', async () => {
-      this.context = await chromium.launchPersistentContext(this.profile, {
-        executablePath: CHROMIUM,
-        headless: true,
-        args: CHROMIUM_ARGS,
-        viewport: { width: 1400, height: 900 },
-        timeout: Math.min(this.remaining(), 60000),
-      });
-      this.page = this.context.pages()[0] || (await this.context.newPage());
+      ({ context: this.context, page: this.page } = await launchChromium(
+        this.profile,
+        Math.min(this.remaining(), 60000),
+      ));
     });
     this.pageErrors = [];
     this.page.on('pageerror', (e) => this.pageErrors.push(lastLine(e.message)));

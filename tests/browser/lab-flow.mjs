@@ -25,25 +25,14 @@
 // by tests/setup-reference.sh. Every wait is bounded by what is left of
 // the overall time (--timeout-ms, 180000 by default).
 
-import { createRequire } from 'node:module';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 
+import { launchChromium } from './flow-common.mjs';
+
 const PLAYWRIGHT_DIR = process.env.LAB_FLOW_PLAYWRIGHT_DIR || '/opt/jhub-test/playwright';
 const CHROMIUM = process.env.LAB_FLOW_CHROMIUM || '/usr/bin/chromium';
-const CHROMIUM_ARGS = [
-  '--no-sandbox',
-  '--disable-gpu',
-  '--disable-quic',
-  '--no-first-run',
-  '--disable-background-networking',
-  '--disable-component-update',
-  '--disable-sync',
-  // Containers often give /dev/shm only 64 MiB; the profile's temp dir
-  // has room.
-  '--disable-dev-shm-usage',
-];
 
 // JupyterLab 4 selectors (the names are JupyterLab's own CSS classes and
 // data attributes, which its themes and extensions rely on).
@@ -194,17 +183,12 @@ async function visible(selector) {
 }
 
 async function run() {
-  const { chromium } = createRequire(path.join(PLAYWRIGHT_DIR, 'package.json'))('playwright-core');
   profile = fs.mkdtempSync(path.join(os.tmpdir(), 'lab-flow-profile-'));
   await step('launch', async () => {
-    context = await chromium.launchPersistentContext(profile, {
-      executablePath: CHROMIUM,
-      headless: true,
-      args: CHROMIUM_ARGS,
-      viewport: { width: 1400, height: 900 },
-      timeout: Math.min(remaining(), 60000),
-    });
-    page = context.pages()[0] || (await context.newPage());
+    ({ context, page } = await launchChromium(profile, Math.min(remaining(), 60000), {
+      playwrightDir: PLAYWRIGHT_DIR,
+      chromium: CHROMIUM,
+    }));
   });
   const browserVersion = context.browser()?.version() ?? null;
   const pageErrors = [];

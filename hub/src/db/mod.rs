@@ -1196,6 +1196,20 @@ fn flatten_scopes(rows: Vec<(String,)>) -> Vec<String> {
     out
 }
 
+/// A database in a temporary directory with the `user` role, for unit
+/// tests; the directory goes when the returned guard is dropped.
+#[cfg(test)]
+pub(crate) async fn open_for_test() -> (tempfile::TempDir, Db) {
+    let dir = tempfile::tempdir().unwrap();
+    let db = Db::open(&DbUrl::Sqlite(dir.path().join("t.sqlite")), false)
+        .await
+        .unwrap();
+    db.upsert_role("user", None, &["self".into()])
+        .await
+        .unwrap();
+    (dir, db)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -370,18 +370,7 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::DbUrl;
-
-    async fn open() -> (tempfile::TempDir, Db) {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&DbUrl::Sqlite(dir.path().join("t.sqlite")), false)
-            .await
-            .unwrap();
-        db.upsert_role("user", None, &["self".into()])
-            .await
-            .unwrap();
-        (dir, db)
-    }
+    use crate::db::open_for_test as open;
 
     fn client<'a>(id: &'a str, secret: &'a str, scopes: &'a [String]) -> NewOAuthClient<'a> {
         NewOAuthClient {

@@ -284,7 +284,7 @@ impl Db {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::{DbUrl, NewToken, TokenOwner};
+    use crate::db::{NewToken, TokenOwner};
 
     /// Ten servers recorded as stopped at the same moment (ten users'
     /// stops ending together): every one must be saved. Transactions that
@@ -292,13 +292,7 @@ mod tests {
     /// with "database is locked".
     #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
     async fn concurrent_stops_are_all_recorded() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = Db::open(&DbUrl::Sqlite(dir.path().join("t.sqlite")), false)
-            .await
-            .unwrap();
-        db.upsert_role("user", None, &["self".into()])
-            .await
-            .unwrap();
+        let (_dir, db) = crate::db::open_for_test().await;
         let names: Vec<String> = (0..10).map(|i| format!("jhtest-{i}")).collect();
         let users = db.create_users(&names, false).await.unwrap();
         let mut ids = Vec::new();

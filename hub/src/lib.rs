@@ -103,8 +103,8 @@ pub async fn run_with_listener(
         // The proxy the hub starts gets a token kept beside the cookie
         // secret (0600), so that the next hub can adopt the proxy.
         let path = proxy_token_path(&loaded.config);
-        let bytes = secret::load_cookie_secret(None, &path)
-            .map_err(|e| HubError::Startup(format!("proxy token: {e}")))?;
+        let bytes = secret::load_secret_file("proxy token", &path)
+            .map_err(|e| HubError::Startup(e.to_string()))?;
         secrets.proxy_auth_token = Some(config::Secret::new(secret::hex(&bytes)));
     }
     let (state, mut stop) =

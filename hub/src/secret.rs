@@ -18,26 +18,32 @@ use crate::config::Secret;
 pub enum SecretError {
     /// The file is readable by group or others.
     #[error(
-        "cookie secret file {path} has mode {mode:04o}: it must not be readable by group or \
+        "{what} file {path} has mode {mode:04o}: it must not be readable by group or \
          others (chmod 600 {path})"
     )]
     Permissions {
+        /// What the file holds ("cookie secret", "proxy token").
+        what: &'static str,
         /// The file.
         path: String,
         /// Its permission bits.
         mode: u32,
     },
     /// The secret is not hex, or too short.
-    #[error("cookie secret from {from} is not valid: {why}")]
+    #[error("{what} from {from} is not valid: {why}")]
     Invalid {
+        /// What the secret is.
+        what: &'static str,
         /// The file or variable.
         from: String,
         /// What is wrong.
         why: &'static str,
     },
     /// Reading or writing the file failed.
-    #[error("cookie secret file {path}: {source}")]
+    #[error("{what} file {path}: {source}")]
     Io {
+        /// What the file holds.
+        what: &'static str,
         /// The file.
         path: String,
         /// The OS error.
@@ -67,8 +73,9 @@ pub fn hex(bytes: &[u8]) -> String {
     s
 }
 
-fn decode_hex(text: &str, from: &str) -> Result<Vec<u8>, SecretError> {
+fn decode_hex(what: &'static str, text: &str, from: &str) -> Result<Vec<u8>, SecretError> {
     let invalid = |why| SecretError::Invalid {
+        what,
         from: from.to_owned(),
         why,
     };
@@ -89,11 +96,20 @@ fn decode_hex(text: &str, from: &str) -> Result<Vec<u8>, SecretError> {
 /// Loads the cookie secret: from `env_value` if given, else from `path`,
 /// creating the file when it does not exist.
 pub fn load_cookie_secret(env_value: Option<&Secret>, path: &Path) -> Result<Vec<u8>, SecretError> {
-    if let Some(value) = env_value {
-        return decode_hex(value.expose(), "JPY_COOKIE_SECRET");
+    const WHAT: &str = "cookie secret";
+    match env_value {
+        Some(value) => decode_hex(WHAT, value.expose(), "JPY_COOKIE_SECRET"),
+        None => load_secret_file(WHAT, path),
     }
+}
+
+/// Loads the secret `what` (for messages: "cookie secret", "proxy token")
+/// from `path`, which must be private to its owner, creating it (32
+/// random bytes, hex, mode 0600) when it does not exist.
+pub fn load_secret_file(what: &'static str, path: &Path) -> Result<Vec<u8>, SecretError> {
     let shown = path.display().to_string();
     let io = |source| SecretError::Io {
+        what,
         path: shown.clone(),
         source,
     };
@@ -101,10 +117,14 @@ pub fn load_cookie_secret(env_value: Option<&Secret>, path: &Path) -> Result<Vec
         Ok(meta) => {
             let mode = meta.permissions().mode() & 0o777;
             if mode & 0o077 != 0 {
-                return Err(SecretError::Permissions { path: shown, mode });
+                return Err(SecretError::Permissions {
+                    what,
+                    path: shown,
+                    mode,
+                });
             }
             let text = std::fs::read_to_string(path).map_err(io)?;
-            decode_hex(&text, &shown)
+            decode_hex(what, &text, &shown)
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             let secret = random_hex(32)?;
@@ -119,8 +139,8 @@ pub fn load_cookie_secret(env_value: Option<&Secret>, path: &Path) -> Result<Vec
                 .map_err(io)?;
             file.write_all(secret.as_bytes()).map_err(io)?;
             file.write_all(b"\n").map_err(io)?;
-            tracing::info!(path = %shown, "generated a new cookie secret");
-            decode_hex(&secret, &shown)
+            tracing::info!(path = %shown, "generated a new {what}");
+            decode_hex(what, &secret, &shown)
         }
         Err(e) => Err(io(e)),
     }
@@ -149,6 +169,29 @@ mod tests {
         std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
         let e = load_cookie_secret(None, &path).unwrap_err().to_string();
         assert!(e.contains("0644") && e.contains("chmod 600"), "{e}");
+        assert!(e.starts_with("cookie secret file "), "{e}");
+    }
+
+    #[test]
+    fn messages_name_the_secret() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("proxy_auth_token");
+        let a = load_secret_file("proxy token", &path).unwrap();
+        assert_eq!(load_secret_file("proxy token", &path).unwrap(), a);
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        let e = load_secret_file("proxy token", &path)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("proxy token file ") && e.contains("0640"),
+            "{e}"
+        );
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+        std::fs::write(&path, "not hex\n").unwrap();
+        let e = load_secret_file("proxy token", &path)
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("proxy token from "), "{e}");
     }
 
     #[test]

@@ -6,8 +6,11 @@
 #      requests to /user/bench-5/x: wrk -t1 -c50 --latency against nginx
 #      directly, through CHP, through jhub-proxy and, for scale, through a second
 #      nginx set up as a reverse proxy (one worker, keep-alive connections
-#      to the backend, the same X-Forwarded-* headers), interleaved
-#      (direct, CHP, jhub, nginx proxy, direct, ...) so that a busy moment
+#      to the backend, the same X-Forwarded-* headers) and through
+#      bare-proxy (tests/src/bin/bare-proxy.rs: hyper + tokio relaying each
+#      client connection to a backend connection of its own, with nothing
+#      else, the floor of what a hyper proxy costs), interleaved
+#      (direct, CHP, jhub, nginx proxy, bare, direct, ...) so that a busy moment
 #      hits all alike; medians of requests/s and of p50/p99 latency, of
 #      each proxy's requests/s as a share of the direct rate, and of each
 #      proxy's CPU time (user + system, from /proc) per request.
@@ -15,8 +18,10 @@
 #      (the time to add them and to GET the whole table is reported too);
 #      requests go to /user/bench-5000/x, a path of the same shape as in
 #      phase 1, so that only the table's size differs; interleaved with
-#      direct runs again, so that the share of the direct rate compares the
-#      two phases even when the machine's speed drifts between them.
+#      direct and bare-proxy runs again, so that the shares of the direct
+#      and bare rates compare the two phases even when the machine's speed
+#      drifts between them. The lowest and highest single-round shares are
+#      printed next to the medians.
 #   3. Websocket round trips/s (and p50/p99) through each, with ws-bench
 #      (tests/src/bin/ws-bench.rs): an echo upstream, 10 connections each
 #      sending a 32-byte message and waiting for its echo.
@@ -28,7 +33,7 @@
 # DURATION (wrk -d, default 10s), ROUTES (default 10000), WS_SECONDS
 # (default 5), JHUB_PROXY (a jhub-proxy binary to use instead of building
 # the release one). Both proxies run with --log-level warn. Takes about
-# ROUNDS x 7 x DURATION plus a few seconds and the builds: ~5 minutes.
+# ROUNDS x 9 x DURATION plus a few seconds and the builds: ~7 minutes.
 # Not part of the test suite.
 set -euo pipefail
 
@@ -57,9 +62,10 @@ else
     (cd "$ROOT" && cargo build --release --quiet -p jhub-proxy --bin jhub-proxy)
     JHUB=$target_dir/release/jhub-proxy
 fi
-say "building ws-bench (release)"
-(cd "$ROOT" && cargo build --release --quiet -p jhub-tests --bin ws-bench)
+say "building ws-bench and bare-proxy (release)"
+(cd "$ROOT" && cargo build --release --quiet -p jhub-tests --bin ws-bench --bin bare-proxy)
 WS_BENCH=$target_dir/release/ws-bench
+BARE_PROXY=$target_dir/release/bare-proxy
 
 tmp=$(mktemp -d)
 chmod 0755 "$tmp"   # nginx workers may run as nobody when we are root
@@ -167,6 +173,14 @@ wait_http "http://127.0.0.1:$NGINX_PROXY_PORT/1k.bin"
 NGINX_PROXY_WORKER=$(pgrep -P "$nginx_proxy_master" | head -n1)
 [[ -n $NGINX_PROXY_WORKER ]] || die "nginx (reverse proxy) has no worker process"
 
+# The floor: the least a hyper + tokio proxy does (tests/src/bin/bare-proxy.rs).
+"$BARE_PROXY" 0 "127.0.0.1:$NGINX_PORT" >"$tmp/bare-port" 2>"$tmp/bare.log" &
+pids+=($!)
+BARE_PID=$!
+for _ in $(seq 1 100); do [[ -s $tmp/bare-port ]] && break; sleep 0.05; done
+BARE_PORT=$(head -n1 "$tmp/bare-port")
+[[ -n $BARE_PORT ]] || die "bare-proxy did not start"
+
 # --- websocket echo upstream ------------------------------------------------
 mkfifo "$tmp/ws-stdin"
 "$WS_BENCH" serve <"$tmp/ws-stdin" >"$tmp/ws-port" &
@@ -244,6 +258,7 @@ run_phase() {
             case $target in
                 direct) url=$NGINX$path pid= ;;
                 nginx-proxy) url=http://127.0.0.1:$NGINX_PROXY_PORT$path pid=$NGINX_PROXY_WORKER ;;
+                bare) url=http://127.0.0.1:$BARE_PORT$path pid=$BARE_PID ;;
                 *) url=http://127.0.0.1:${PROXY_PORT[$target]}$path pid=${PID[$target]} ;;
             esac
             say "$phase: round $round/$ROUNDS: $target"
@@ -270,11 +285,12 @@ run_phase() {
 
 # Warm-up, not counted: node's JIT, connection pools, page cache.
 for url in "$NGINX/1k.bin" "http://127.0.0.1:${PROXY_PORT[chp]}/1k.bin" \
-    "http://127.0.0.1:${PROXY_PORT[jhub]}/1k.bin" "http://127.0.0.1:$NGINX_PROXY_PORT/1k.bin"; do
+    "http://127.0.0.1:${PROXY_PORT[jhub]}/1k.bin" "http://127.0.0.1:$NGINX_PROXY_PORT/1k.bin" \
+    "http://127.0.0.1:$BARE_PORT/1k.bin"; do
     say "warm-up: $url"
     wrk -t1 -c50 -d3s "$url" >/dev/null
 done
-run_phase one /user/bench-5/x direct chp jhub nginx-proxy
+run_phase one /user/bench-5/x direct chp jhub nginx-proxy bare
 for name in chp jhub; do RSS_LOAD[$name]=$(rss_mib "${PID[$name]}"); done
 
 # --- 10,000 routes -----------------------------------------------------------
@@ -321,7 +337,7 @@ for name in chp jhub; do
     ADD_S[$name]=$(add_many "$name")
     GET_MS[$name]=$(get_all_ms "$name")
 done
-run_phase many "/user/bench-$((ROUTES / 2))/x" direct chp jhub
+run_phase many "/user/bench-$((ROUTES / 2))/x" direct chp jhub bare
 for name in chp jhub; do RSS_ROUTES[$name]=$(rss_mib "${PID[$name]}"); done
 
 # --- websockets --------------------------------------------------------------
@@ -345,8 +361,16 @@ row "10 routes: requests/s" "${RESULT[one.direct.rps]}" "${RESULT[one.chp.rps]}"
 row "10 routes: p50 latency (ms)" "${RESULT[one.direct.p50]}" "${RESULT[one.chp.p50]}" "${RESULT[one.jhub.p50]}"
 row "10 routes: p99 latency (ms)" "${RESULT[one.direct.p99]}" "${RESULT[one.chp.p99]}" "${RESULT[one.jhub.p99]}"
 share() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.0f%%", 100 * a / b }'; }
+# The lowest and highest of a target's per-round shares of the same round's
+# direct rate: how far single rounds stray from the median.
+share_range() {
+    paste -d' ' "$tmp/wrk.$1.$2" "$tmp/wrk.$1.direct" | awk '
+        { s = 100 * $1 / $6; if (NR == 1 || s < lo) lo = s; if (NR == 1 || s > hi) hi = s }
+        END { printf "%.0f-%.0f%%", lo, hi }'
+}
 row "10 routes: share of direct requests/s" - "$(share "${RESULT[one.chp.rps]}" "${RESULT[one.direct.rps]}")" \
     "$(share "${RESULT[one.jhub.rps]}" "${RESULT[one.direct.rps]}")"
+row "10 routes: share of direct, single rounds" - "$(share_range one chp)" "$(share_range one jhub)"
 row "10 routes: proxy CPU per request (us)" - "${RESULT[one.chp.cpu]}" "${RESULT[one.jhub.cpu]}"
 row "add $ROUTES routes, one by one (s)" - "${ADD_S[chp]}" "${ADD_S[jhub]}"
 row "GET /api/routes with $ROUTES (ms)" - "${GET_MS[chp]}" "${GET_MS[jhub]}"
@@ -355,6 +379,7 @@ row "$ROUTES routes: p50 latency (ms)" "${RESULT[many.direct.p50]}" "${RESULT[ma
 row "$ROUTES routes: p99 latency (ms)" "${RESULT[many.direct.p99]}" "${RESULT[many.chp.p99]}" "${RESULT[many.jhub.p99]}"
 row "$ROUTES routes: share of direct requests/s" - "$(share "${RESULT[many.chp.rps]}" "${RESULT[many.direct.rps]}")" \
     "$(share "${RESULT[many.jhub.rps]}" "${RESULT[many.direct.rps]}")"
+row "$ROUTES routes: share of direct, single rounds" - "$(share_range many chp)" "$(share_range many jhub)"
 row "$ROUTES routes: proxy CPU per request (us)" - "${RESULT[many.chp.cpu]}" "${RESULT[many.jhub.cpu]}"
 read -r ws_d_rt ws_d_p50 ws_d_p99 <<<"${WS[direct]}"
 read -r ws_c_rt ws_c_p50 ws_c_p99 <<<"${WS[chp]}"
@@ -369,4 +394,13 @@ echo
 echo "for scale, nginx as a reverse proxy (phase 1, same rounds): ${RESULT[one.nginx-proxy.rps]} requests/s" \
     "($(share "${RESULT[one.nginx-proxy.rps]}" "${RESULT[one.direct.rps]}") of direct)," \
     "p50 ${RESULT[one.nginx-proxy.p50]} ms, p99 ${RESULT[one.nginx-proxy.p99]} ms," \
-    "CPU ${RESULT[one.nginx-proxy.cpu]} us per request"
+    "CPU ${RESULT[one.nginx-proxy.cpu]} us per request; jhub-proxy does" \
+    "$(share "${RESULT[one.jhub.rps]}" "${RESULT[one.nginx-proxy.rps]}") of its requests/s"
+for phase in one many; do
+    case $phase in one) label="10 routes" ;; *) label="$ROUTES routes" ;; esac
+    echo "for scale, bare-proxy, the least a hyper + tokio proxy does (no routes; rounds of the $label phase):" \
+        "${RESULT[$phase.bare.rps]} requests/s ($(share "${RESULT[$phase.bare.rps]}" "${RESULT[$phase.direct.rps]}") of direct," \
+        "single rounds $(share_range $phase bare)), p50 ${RESULT[$phase.bare.p50]} ms, p99 ${RESULT[$phase.bare.p99]} ms," \
+        "CPU ${RESULT[$phase.bare.cpu]} us per request; jhub-proxy does" \
+        "$(share "${RESULT[$phase.jhub.rps]}" "${RESULT[$phase.bare.rps]}") of its requests/s"
+done

@@ -196,8 +196,8 @@ pub fn outgoing(
 
 /// The `X-Forwarded-Port` value: the first `:digits` in the Host header,
 /// else the scheme's default port.
-fn forwarded_port(headers: &HeaderMap, tls: bool) -> HeaderValue {
-    if let Some(host) = headers.get(header::HOST).and_then(|h| h.to_str().ok()) {
+fn forwarded_port(host: Option<&HeaderValue>, tls: bool) -> HeaderValue {
+    if let Some(host) = host.and_then(|h| h.to_str().ok()) {
         let b = host.as_bytes();
         for (i, _) in b.iter().enumerate().filter(|(_, c)| **c == b':') {
             let digits = b[i + 1..].iter().take_while(|c| c.is_ascii_digit()).count();
@@ -245,9 +245,11 @@ fn append_forwarded(headers: &mut HeaderMap, name: &'static HeaderName, value: H
 
 /// Rewrites request headers for the target: X-Forwarded-*, custom
 /// headers, `Trailer` removal and, with `--change-origin`, the Host.
+/// `host` is the request's Host header, looked up once by the caller.
 pub fn prepare_headers(
     state: &State,
     headers: &mut HeaderMap,
+    host: Option<&HeaderValue>,
     client: &ClientInfo,
     websocket: bool,
     target: &Origin,
@@ -256,7 +258,7 @@ pub fn prepare_headers(
         // Room for the four headers at once: one growth of the map, not
         // several (a map that cannot grow is caught by the inserts).
         let _ = headers.try_reserve(4);
-        let port = forwarded_port(headers, client.tls);
+        let port = forwarded_port(host, client.tls);
         let proto = match (websocket, client.tls) {
             (false, false) => "http",
             (false, true) => "https",
@@ -267,12 +269,11 @@ pub fn prepare_headers(
         append_forwarded(headers, &X_FORWARDED_PORT, port);
         append_forwarded(headers, &X_FORWARDED_PROTO, HeaderValue::from_static(proto));
         if !websocket {
-            let host = headers
-                .get(header::HOST)
-                .cloned()
-                .unwrap_or_else(|| HeaderValue::from_static(""));
             if let header::Entry::Vacant(e) = headers.entry(&X_FORWARDED_HOST) {
-                e.insert(host);
+                e.insert(
+                    host.cloned()
+                        .unwrap_or_else(|| HeaderValue::from_static("")),
+                );
             }
         }
     }
@@ -414,7 +415,14 @@ pub async fn handle(
     );
     let method = req.method().clone();
     let req_host = req.headers().get(header::HOST).cloned();
-    prepare_headers(&state, req.headers_mut(), &client, false, &out.origin);
+    prepare_headers(
+        &state,
+        req.headers_mut(),
+        req_host.as_ref(),
+        &client,
+        false,
+        &out.origin,
+    );
     if (method == Method::DELETE || method == Method::OPTIONS)
         && !req.headers().contains_key(header::CONTENT_LENGTH)
         && !req.headers().contains_key(header::TRANSFER_ENCODING)
@@ -432,7 +440,14 @@ pub async fn handle(
     parts.uri = target_uri;
     parts.version = http::Version::HTTP_11;
     let target_req = Request::from_parts(parts, RequestBody::stream(body, m.activity.clone()));
-    let res = match with_timeouts(&state, state.client.request_to(&origin, target_req)).await {
+    // Without timeouts (the default) the request's future is awaited
+    // where it is made, not moved into the timeouts' select.
+    let waited = if state.config.timeout.is_none() && state.config.proxy_timeout.is_none() {
+        Waited::Done(state.client.request_to(&origin, target_req).await)
+    } else {
+        with_timeouts(&state, state.client.request_to(&origin, target_req)).await
+    };
+    let res = match waited {
         Waited::Done(Ok(res)) => res,
         Waited::Done(Err(e)) => {
             tracing::error!(
@@ -512,14 +527,13 @@ mod tests {
 
     #[test]
     fn forwarded_port_from_host() {
-        let mut h = HeaderMap::new();
-        assert_eq!(forwarded_port(&h, false), "80");
-        assert_eq!(forwarded_port(&h, true), "443");
-        h.insert(header::HOST, HeaderValue::from_static("example.com:8000"));
-        assert_eq!(forwarded_port(&h, false), "8000");
+        assert_eq!(forwarded_port(None, false), "80");
+        assert_eq!(forwarded_port(None, true), "443");
+        let host = HeaderValue::from_static("example.com:8000");
+        assert_eq!(forwarded_port(Some(&host), false), "8000");
         // The first `:digits`, as the reference's pattern finds it.
-        h.insert(header::HOST, HeaderValue::from_static("[::1]:8000"));
-        assert_eq!(forwarded_port(&h, false), "1");
+        let host = HeaderValue::from_static("[::1]:8000");
+        assert_eq!(forwarded_port(Some(&host), false), "1");
     }
 
     #[test]

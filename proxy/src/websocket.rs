@@ -93,7 +93,15 @@ pub async fn handle(
         out.origin,
         out.uri
     );
-    forward::prepare_headers(&state, req.headers_mut(), &client, true, &out.origin);
+    let host = req.headers().get(http::header::HOST).cloned();
+    forward::prepare_headers(
+        &state,
+        req.headers_mut(),
+        host.as_ref(),
+        &client,
+        true,
+        &out.origin,
+    );
     let client_upgrade = hyper::upgrade::on(&mut req);
     let (mut parts, _empty) = req.into_parts();
     parts.uri = out.uri.clone();

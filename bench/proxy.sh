@@ -32,8 +32,17 @@
 # tests/setup-reference.sh, and cargo). Environment: ROUNDS (default 3),
 # DURATION (wrk -d, default 10s), ROUTES (default 10000), WS_SECONDS
 # (default 5), JHUB_PROXY (a jhub-proxy binary to use instead of building
-# the release one). Both proxies run with --log-level warn. Takes about
-# ROUNDS x 9 x DURATION plus a few seconds and the builds: ~7 minutes.
+# the release one), PGO=1 (build jhub-proxy with profile-guided
+# optimization first, see below). Both proxies run with --log-level warn.
+# Takes about ROUNDS x 9 x DURATION plus a few seconds and the builds:
+# ~7 minutes, 5 more with PGO=1.
+#
+# PGO=1 measures a build that install.sh does not make (yet): an
+# instrumented jhub-proxy (-Cprofile-generate, target/pgo-generate) is
+# trained with 10 s of wrk through it to the same nginx, its profile is
+# merged with rustc's own llvm-profdata (rustup component llvm-tools,
+# added when missing), and the proxy is rebuilt with it (-Cprofile-use,
+# target/pgo-use). The table then names it "jhub-proxy PGO".
 # Not part of the test suite.
 set -euo pipefail
 
@@ -55,7 +64,25 @@ done
 [[ -x $CHP ]] || die "CHP not found at $CHP: run 'sudo tests/setup-reference.sh'"
 
 target_dir=$(cd "$ROOT" && cargo metadata --format-version 1 --no-deps | python3 -c 'import json,sys; print(json.load(sys.stdin)["target_directory"])')
-if [[ -n ${JHUB_PROXY:-} ]]; then
+PGO=${PGO:-0}
+JHUB_LABEL=jhub-proxy
+if [[ $PGO == 1 ]]; then
+    [[ -z ${JHUB_PROXY:-} ]] || die "PGO=1 builds its own jhub-proxy: unset JHUB_PROXY"
+    host=$(rustc -vV | sed -n 's/^host: //p')
+    PROFDATA=$(rustc --print sysroot)/lib/rustlib/$host/bin/llvm-profdata
+    if [[ ! -x $PROFDATA ]]; then
+        say "adding the llvm-tools component (llvm-profdata matching rustc's LLVM)"
+        rustup component add llvm-tools >&2 || die "PGO=1 needs 'rustup component add llvm-tools'"
+    fi
+    [[ -x $PROFDATA ]] || die "no llvm-profdata at $PROFDATA"
+    say "building an instrumented jhub-proxy (release, -Cprofile-generate)"
+    # Build scripts run instrumented too; their profiles land here, unused.
+    mkdir -p "$target_dir/pgo-generate/build-profiles"
+    (cd "$ROOT" && CARGO_TARGET_DIR=$target_dir/pgo-generate \
+        RUSTFLAGS="-Cprofile-generate=$target_dir/pgo-generate/build-profiles" \
+        cargo build --release --quiet -p jhub-proxy --bin jhub-proxy)
+    JHUB_LABEL="jhub-proxy PGO"
+elif [[ -n ${JHUB_PROXY:-} ]]; then
     JHUB=$JHUB_PROXY
 else
     say "building jhub-proxy (release)"
@@ -189,6 +216,33 @@ exec 9>"$tmp/ws-stdin"   # held open: ws-bench serves until it closes
 for _ in $(seq 1 100); do [[ -s $tmp/ws-port ]] && break; sleep 0.05; done
 WS_PORT=$(head -n1 "$tmp/ws-port")
 [[ -n $WS_PORT ]] || die "ws-bench serve did not start"
+
+# --- PGO=1: training, then the optimized build --------------------------------
+if [[ $PGO == 1 ]]; then
+    train_port=$(free_port)
+    train_api=$(free_port)
+    mkdir -p "$tmp/pgo"
+    LLVM_PROFILE_FILE="$tmp/pgo/jhub-proxy-%p.profraw" CONFIGPROXY_AUTH_TOKEN=train \
+        "$target_dir/pgo-generate/release/jhub-proxy" --no-seccomp --ip 127.0.0.1 --port "$train_port" \
+        --api-ip 127.0.0.1 --api-port "$train_api" --log-level warn >"$tmp/pgo-train.log" 2>&1 &
+    train_pid=$!
+    pids+=("$train_pid")
+    wait_http "http://127.0.0.1:$train_api/api/routes" train
+    for path in / /user/bench-5; do
+        curl -s -o /dev/null -X POST -H "Authorization: token train" -d "{\"target\": \"$NGINX\"}" \
+            "http://127.0.0.1:$train_api/api/routes$path"
+    done
+    say "training the instrumented jhub-proxy (wrk, 10 s)"
+    wrk -t1 -c50 -d10s "http://127.0.0.1:$train_port/user/bench-5/x" >/dev/null
+    kill -INT "$train_pid"
+    wait "$train_pid" || true
+    compgen -G "$tmp/pgo/*.profraw" >/dev/null || die "the instrumented jhub-proxy wrote no profile"
+    "$PROFDATA" merge -o "$tmp/pgo/merged.profdata" "$tmp/pgo"/*.profraw
+    say "building jhub-proxy with the profile (release, -Cprofile-use)"
+    (cd "$ROOT" && CARGO_TARGET_DIR=$target_dir/pgo-use RUSTFLAGS="-Cprofile-use=$tmp/pgo/merged.profdata" \
+        cargo build --release --quiet -p jhub-proxy --bin jhub-proxy)
+    JHUB=$target_dir/pgo-use/release/jhub-proxy
+fi
 
 # --- the two proxies --------------------------------------------------------
 TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
@@ -356,7 +410,7 @@ for name in chp jhub; do RSS_WS[$name]=$(rss_mib "${PID[$name]}"); done
 row() { printf '%-44s %14s %14s %14s\n' "$@"; }
 echo
 echo "loopback, nginx 1 KiB file, wrk -t1 -c50 -d$DURATION, median of $ROUNDS interleaved rounds; $(nproc) CPUs"
-row "" direct CHP jhub-proxy
+row "" direct CHP "$JHUB_LABEL"
 row "10 routes: requests/s" "${RESULT[one.direct.rps]}" "${RESULT[one.chp.rps]}" "${RESULT[one.jhub.rps]}"
 row "10 routes: p50 latency (ms)" "${RESULT[one.direct.p50]}" "${RESULT[one.chp.p50]}" "${RESULT[one.jhub.p50]}"
 row "10 routes: p99 latency (ms)" "${RESULT[one.direct.p99]}" "${RESULT[one.chp.p99]}" "${RESULT[one.jhub.p99]}"

@@ -613,17 +613,7 @@ impl Authenticator for NativeAuthenticator {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::db::DbUrl;
-
-    async fn db(dir: &tempfile::TempDir) -> Db {
-        let db = Db::open(&DbUrl::Sqlite(dir.path().join("t.sqlite")), false)
-            .await
-            .unwrap();
-        db.upsert_role("user", None, &["self".into()])
-            .await
-            .unwrap();
-        db
-    }
+    use crate::db::open_for_test;
 
     fn config() -> AuthenticatorConfig {
         AuthenticatorConfig {
@@ -671,8 +661,7 @@ mod tests {
 
     #[tokio::test]
     async fn strength_rules() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = db(&dir).await;
+        let (_dir, db) = open_for_test().await;
         let limit = HashLimit::new(2);
         let mut c = config();
         let auth = NativeAuth::new(&db, &c, &limit);
@@ -697,8 +686,7 @@ mod tests {
 
     #[tokio::test]
     async fn signup_validates_before_writing() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = db(&dir).await;
+        let (_dir, db) = open_for_test().await;
         let limit = HashLimit::new(2);
         let mut c = config();
         c.minimum_password_length = 6;
@@ -825,8 +813,7 @@ mod tests {
 
     #[tokio::test]
     async fn approval_login_and_lockout() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = db(&dir).await;
+        let (_dir, db) = open_for_test().await;
         let limit = HashLimit::new(2);
         let mut c = config();
         c.allowed_failed_logins = 2;
@@ -921,8 +908,7 @@ mod tests {
 
     #[tokio::test]
     async fn password_change_delete_and_user_triggers() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = db(&dir).await;
+        let (_dir, db) = open_for_test().await;
         let limit = HashLimit::new(2);
         let mut c = config();
         c.open_signup = true;

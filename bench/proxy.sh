@@ -217,33 +217,6 @@ for _ in $(seq 1 100); do [[ -s $tmp/ws-port ]] && break; sleep 0.05; done
 WS_PORT=$(head -n1 "$tmp/ws-port")
 [[ -n $WS_PORT ]] || die "ws-bench serve did not start"
 
-# --- PGO=1: training, then the optimized build --------------------------------
-if [[ $PGO == 1 ]]; then
-    train_port=$(free_port)
-    train_api=$(free_port)
-    mkdir -p "$tmp/pgo"
-    LLVM_PROFILE_FILE="$tmp/pgo/jhub-proxy-%p.profraw" CONFIGPROXY_AUTH_TOKEN=train \
-        "$target_dir/pgo-generate/release/jhub-proxy" --no-seccomp --ip 127.0.0.1 --port "$train_port" \
-        --api-ip 127.0.0.1 --api-port "$train_api" --log-level warn >"$tmp/pgo-train.log" 2>&1 &
-    train_pid=$!
-    pids+=("$train_pid")
-    wait_http "http://127.0.0.1:$train_api/api/routes" train
-    for path in / /user/bench-5; do
-        curl -s -o /dev/null -X POST -H "Authorization: token train" -d "{\"target\": \"$NGINX\"}" \
-            "http://127.0.0.1:$train_api/api/routes$path"
-    done
-    say "training the instrumented jhub-proxy (wrk, 10 s)"
-    wrk -t1 -c50 -d10s "http://127.0.0.1:$train_port/user/bench-5/x" >/dev/null
-    kill -INT "$train_pid"
-    wait "$train_pid" || true
-    compgen -G "$tmp/pgo/*.profraw" >/dev/null || die "the instrumented jhub-proxy wrote no profile"
-    "$PROFDATA" merge -o "$tmp/pgo/merged.profdata" "$tmp/pgo"/*.profraw
-    say "building jhub-proxy with the profile (release, -Cprofile-use)"
-    (cd "$ROOT" && CARGO_TARGET_DIR=$target_dir/pgo-use RUSTFLAGS="-Cprofile-use=$tmp/pgo/merged.profdata" \
-        cargo build --release --quiet -p jhub-proxy --bin jhub-proxy)
-    JHUB=$target_dir/pgo-use/release/jhub-proxy
-fi
-
 # --- the two proxies --------------------------------------------------------
 TOKEN=$(head -c 16 /dev/urandom | od -An -tx1 | tr -d ' \n')
 declare -A PROXY_PORT API_PORT PID
@@ -265,6 +238,25 @@ add_route() {
         -d "{\"target\": \"$target\"}" "http://127.0.0.1:${API_PORT[$name]}/api/routes$path")
     [[ $code == 201 ]] || die "$name: POST /api/routes$path answered $code"
 }
+# --- PGO=1: training, then the optimized build --------------------------------
+if [[ $PGO == 1 ]]; then
+    mkdir -p "$tmp/pgo"
+    LLVM_PROFILE_FILE="$tmp/pgo/jhub-proxy-%p.profraw" \
+        start_proxy train "$target_dir/pgo-generate/release/jhub-proxy"
+    add_route train / "$NGINX"
+    add_route train /user/bench-5 "$NGINX"
+    say "training the instrumented jhub-proxy (wrk, 10 s)"
+    wrk -t1 -c50 -d10s "http://127.0.0.1:${PROXY_PORT[train]}/user/bench-5/x" >/dev/null
+    kill -INT "${PID[train]}"
+    wait "${PID[train]}" || true
+    compgen -G "$tmp/pgo/*.profraw" >/dev/null || die "the instrumented jhub-proxy wrote no profile"
+    "$PROFDATA" merge -o "$tmp/pgo/merged.profdata" "$tmp/pgo"/*.profraw
+    say "building jhub-proxy with the profile (release, -Cprofile-use)"
+    (cd "$ROOT" && CARGO_TARGET_DIR=$target_dir/pgo-use RUSTFLAGS="-Cprofile-use=$tmp/pgo/merged.profdata" \
+        cargo build --release --quiet -p jhub-proxy --bin jhub-proxy)
+    JHUB=$target_dir/pgo-use/release/jhub-proxy
+fi
+
 say "starting CHP and jhub-proxy"
 start_proxy chp "$CHP"
 start_proxy jhub "$JHUB"

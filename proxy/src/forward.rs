@@ -303,11 +303,10 @@ enum Waited<T> {
     ClientTimeout,
 }
 
+/// Waits for `fut` under `--proxy-timeout` and `--timeout`. Without
+/// either, [`handle`] awaits the request itself instead.
 async fn with_timeouts<F: Future>(state: &State, fut: F) -> Waited<F::Output> {
     let (client, proxy) = (state.config.timeout, state.config.proxy_timeout);
-    if client.is_none() && proxy.is_none() {
-        return Waited::Done(fut.await);
-    }
     tokio::select! {
         r = fut => Waited::Done(r),
         () = limit(proxy) => Waited::ProxyTimeout,
